@@ -5,3 +5,4 @@
 //! Modules are listed in data-flow order (see `DESIGN.md`).
 
 pub mod rng;
+pub mod data;
