@@ -118,11 +118,14 @@ impl MosScale {
     /// The rating whose interval holds `mos` (paper §3.4.2). Scores outside
     /// the range clamp to the end ratings.
     pub fn rating(&self, mos: f32) -> Rating {
-        let width = (self.max - self.min) / 5.0;
+        let (min, max) = (f64::from(self.min), f64::from(self.max));
         // Upper bounds are inclusive: s ∈ (lo_i, hi_i] → r_i, so count the
-        // bounds strictly below s. `s == m` has none below and is Bad.
+        // bounds strictly below s. `s == m` has none below and is Bad. Each
+        // bound is computed in f64 and rounded once to f32, so a MOS written
+        // as "3.4" in a manifest equals the bound 3.4 exactly (summing f32
+        // steps would land one ulp off and flip boundary cases).
         let above = (1..5)
-            .filter(|&i| mos > self.min + i as f32 * width)
+            .filter(|&i| mos > (min + f64::from(i) * (max - min) / 5.0) as f32)
             .count();
         Rating::ALL[above]
     }
