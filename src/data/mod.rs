@@ -1,5 +1,7 @@
 //! Data sets: manifest rows, the MOS→rating map, the synthetic generator.
 
+pub mod manifest;
 pub mod rating;
 
+pub use manifest::{Manifest, ManifestError, ManifestRow, Split};
 pub use rating::{Dimension, MosScale, Rating};

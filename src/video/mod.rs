@@ -1,0 +1,5 @@
+//! Video input: ffmpeg decoding, fps sampling, SlowFast selection, resizing.
+
+pub mod frame;
+
+pub use frame::{Frame, FrameKind, SelectedFrame};
