@@ -4,6 +4,11 @@
 //!
 //! Modules are listed in data-flow order (see `DESIGN.md`).
 
+pub mod checkpoint;
+pub mod config;
+pub mod jsonl;
+pub mod logging;
 pub mod rng;
+
 pub mod data;
 pub mod video;

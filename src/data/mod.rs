@@ -1,7 +1,9 @@
 //! Data sets: manifest rows, the MOS→rating map, the synthetic generator.
 
+pub mod dataset;
 pub mod manifest;
 pub mod rating;
 
+pub use dataset::{BatchCursor, Cursor, CursorError};
 pub use manifest::{Manifest, ManifestError, ManifestRow, Split};
 pub use rating::{Dimension, MosScale, Rating};
