@@ -8,7 +8,9 @@ pub mod checkpoint;
 pub mod config;
 pub mod jsonl;
 pub mod logging;
+pub mod progress;
 pub mod rng;
+pub mod schedule;
 
 pub mod data;
 pub mod video;
