@@ -14,3 +14,5 @@ pub mod schedule;
 
 pub mod data;
 pub mod video;
+
+pub mod sampling;
