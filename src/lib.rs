@@ -16,3 +16,5 @@ pub mod data;
 pub mod video;
 
 pub mod sampling;
+
+pub mod cooloff;

@@ -1,0 +1,148 @@
+//! Cool-off SFT data: the GRPO rollouts that were right, in a shape any SFT
+//! tool reads.
+//!
+//! Every rollout with `R_acc = 1` and `R_fmt = 1` becomes one line of
+//! `rollouts/<run>/cooloff.jsonl`, reformatted rating-first
+//! (`Good<think>…</think>`) so the cool-off stage can read the softmax score
+//! at the first answer token (paper §4.2.3). The line uses the
+//! LLaMA-Factory / ShareGPT multimodal layout — `messages` with `role` and
+//! `content`, a `<video>` placeholder in the user turn, and `videos` — which
+//! TRL and LLaMA-Factory load as is, plus provenance for the user:
+//!
+//! ```json
+//! {"messages":[{"role":"user","content":"<video>Judge its visual quality …"},
+//!              {"role":"assistant","content":"Good<think>Sharp frames …</think>"}],
+//!  "videos":["data/synth/videos/v0007.mp4"],
+//!  "id":"v0007-visual","video":"data/synth/videos/v0007.mp4","dimension":"visual",
+//!  "label":"Good","reward":1.5,"step":3,"group":12,"sample":5}
+//! ```
+//!
+//! Rows are appended through [`crate::jsonl::JsonlWriter`], whose committed
+//! length is checkpointed: a resumed run truncates back to it, so a kill
+//! never leaves duplicated or lost rows.
+
+use crate::data::{Dimension, Rating};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// The placeholder the user turn carries where the video goes.
+pub const VIDEO_PLACEHOLDER: &str = "<video>";
+
+/// One chat message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Message {
+    /// `user` or `assistant`.
+    pub role: String,
+    pub content: String,
+}
+
+/// One line of `cooloff.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoolOffRow {
+    /// `[user, assistant]`: the judging prompt and the rating-first answer.
+    pub messages: Vec<Message>,
+    /// The video of the `<video>` placeholder (LLaMA-Factory's key).
+    pub videos: Vec<PathBuf>,
+    /// Manifest row id.
+    pub id: String,
+    pub video: PathBuf,
+    pub dimension: Dimension,
+    /// The MOS-derived rating the rollout matched.
+    pub label: Rating,
+    /// The rollout's total reward `R_acc + λ·R_fmt`.
+    pub reward: f32,
+    /// GRPO step that produced it (1-based).
+    pub step: u64,
+    /// Group index within the run (one group = one video × dimension).
+    pub group: u64,
+    /// Index of the rollout within its group (0..G).
+    pub sample: usize,
+}
+
+/// Where a kept rollout came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Provenance {
+    pub id: String,
+    pub video: PathBuf,
+    pub dimension: Dimension,
+    pub label: Rating,
+    pub reward: f32,
+    pub step: u64,
+    pub group: u64,
+    pub sample: usize,
+}
+
+impl CoolOffRow {
+    /// Builds a row from the judging prompt text (without the video
+    /// placeholder), the rating-first answer text, and its provenance.
+    pub fn new(prompt: &str, answer: String, p: Provenance) -> CoolOffRow {
+        CoolOffRow {
+            messages: vec![
+                Message {
+                    role: "user".into(),
+                    content: format!("{VIDEO_PLACEHOLDER}{prompt}"),
+                },
+                Message {
+                    role: "assistant".into(),
+                    content: answer,
+                },
+            ],
+            videos: vec![p.video.clone()],
+            id: p.id,
+            video: p.video,
+            dimension: p.dimension,
+            label: p.label,
+            reward: p.reward,
+            step: p.step,
+            group: p.group,
+            sample: p.sample,
+        }
+    }
+
+    /// The assistant's answer text.
+    pub fn answer(&self) -> Option<&str> {
+        self.messages
+            .iter()
+            .rev()
+            .find(|m| m.role == "assistant")
+            .map(|m| m.content.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_has_the_chat_shape_and_provenance() {
+        let row = CoolOffRow::new(
+            "Judge its visual quality.",
+            "Good<think>Sharp.</think>".into(),
+            Provenance {
+                id: "v1-visual".into(),
+                video: "videos/v1.mp4".into(),
+                dimension: Dimension::Visual,
+                label: Rating::Good,
+                reward: 1.5,
+                step: 3,
+                group: 12,
+                sample: 5,
+            },
+        );
+        let json: serde_json::Value = serde_json::to_value(&row).unwrap();
+        assert_eq!(json["messages"][0]["role"], "user");
+        assert_eq!(
+            json["messages"][0]["content"],
+            "<video>Judge its visual quality."
+        );
+        assert_eq!(json["messages"][1]["content"], "Good<think>Sharp.</think>");
+        assert_eq!(json["videos"][0], "videos/v1.mp4");
+        assert_eq!(json["dimension"], "visual");
+        assert_eq!(json["label"], "Good");
+        assert_eq!(json["step"], 3);
+        let back: CoolOffRow = serde_json::from_value(json).unwrap();
+        assert_eq!(back.answer(), Some("Good<think>Sharp.</think>"));
+    }
+}
