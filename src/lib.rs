@@ -4,6 +4,10 @@
 //!
 //! Modules are listed in data-flow order (see `DESIGN.md`).
 
-pub mod rng;
 pub mod data;
+pub mod grpo;
+pub mod logits;
+pub mod reward;
+pub mod rng;
+pub mod text;
 pub mod video;
