@@ -9,5 +9,7 @@ pub mod grpo;
 pub mod logits;
 pub mod reward;
 pub mod rng;
+pub mod score;
+pub mod sft_loss;
 pub mod text;
 pub mod video;
