@@ -5,6 +5,7 @@
 //! Modules are listed in data-flow order (see `DESIGN.md`).
 
 pub mod data;
+pub mod eval;
 pub mod grpo;
 pub mod logits;
 pub mod reward;
