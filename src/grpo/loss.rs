@@ -155,7 +155,8 @@ pub struct PolicyLossInputs {
     /// logπ_old (the policy that sampled), `[B, T]`, no gradients. For a
     /// single on-policy pass this is `log_probs.clone().detach()`.
     pub old_log_probs: Tensor<2>,
-    /// logπ_ref of the frozen reference, `[B, T]`; required when β > 0.
+    /// logπ_ref of the frozen reference, `[B, T]`; required when β > 0,
+    /// optional (KL monitored only) when β = 0.
     pub ref_log_probs: Option<Tensor<2>>,
     /// One advantage per rollout, `[B]`.
     pub advantages: Tensor<1>,
@@ -168,7 +169,8 @@ pub struct PolicyLossInputs {
 pub struct PolicyLossMetrics {
     /// The aggregated clipped-surrogate term (without the KL term).
     pub pg_loss: f32,
-    /// Token mean of KL_t, or `None` without a reference.
+    /// Token mean of KL_t whenever reference log-probs are given (also with
+    /// β = 0, when it is measured but not trained); `None` without them.
     pub kl: Option<f32>,
     /// Fraction of tokens with ρ < 1 − ε_low and A < 0.
     pub clip_ratio_low: f32,
@@ -254,16 +256,11 @@ pub fn policy_loss(
     if let Some(r) = &ref_log_probs {
         check_shape("ref_log_probs", &r.dims(), &want)?;
     }
-    let reference = match ref_log_probs {
-        Some(r) if config.kl_coef > 0.0 => Some(r),
-        Some(_) => None,
-        None if config.kl_coef > 0.0 => {
-            return Err(PolicyLossError::MissingReference {
-                kl_coef: config.kl_coef,
-            });
-        }
-        None => None,
-    };
+    if ref_log_probs.is_none() && config.kl_coef > 0.0 {
+        return Err(PolicyLossError::MissingReference {
+            kl_coef: config.kl_coef,
+        });
+    }
     let response_tokens = count_true(&response_mask)?;
     if response_tokens == 0 {
         return Err(PolicyLossError::EmptyMask);
@@ -298,14 +295,17 @@ pub fn policy_loss(
             .mask_where(negative_adv.clone(), pg.min_pair(cap));
     }
     let pg_loss = aggregate(pg, response_mask.clone(), config.aggregation);
-    let (loss, kl_tokens) = match reference {
+    // With β = 0 the KL is still measured (for monitoring) but not trained.
+    let (loss, kl_tokens) = match ref_log_probs {
         Some(reference) => {
             let kl = kl_per_token(log_probs, reference, config.kl_estimator);
-            let kl_loss = aggregate(kl.clone(), response_mask.clone(), config.aggregation);
-            (
-                pg_loss.clone().add(kl_loss.mul_scalar(config.kl_coef)),
-                Some(kl),
-            )
+            let loss = if config.kl_coef > 0.0 {
+                let kl_loss = aggregate(kl.clone(), response_mask.clone(), config.aggregation);
+                pg_loss.clone().add(kl_loss.mul_scalar(config.kl_coef))
+            } else {
+                pg_loss.clone()
+            };
+            (loss, Some(kl))
         }
         None => (pg_loss.clone(), None),
     };
@@ -493,6 +493,27 @@ mod tests {
             // ρ = 1 everywhere: pg = −A per token, mean over tokens = 0.
             assert!(close(scalar(out.loss), 0.0));
         }
+    }
+
+    #[test]
+    fn kl_is_measured_but_not_trained_when_beta_is_zero() {
+        let d = Device::flex();
+        let mut inputs = one_rollout(1.0, &d);
+        // δ = ref − logπ = ln 2 on every token: k3 = 1 − ln 2.
+        let logp = inputs.log_probs.clone();
+        inputs.ref_log_probs = Some(logp.add_scalar(2f32.ln()));
+        let out = policy_loss(inputs, &no_kl()).unwrap();
+        assert!(close(out.metrics.kl.unwrap(), 1.0 - 2f32.ln()));
+        assert!(close(scalar(out.loss), -0.9));
+        // With β = 0.5 the same KL enters the loss.
+        let mut inputs = one_rollout(1.0, &d);
+        inputs.ref_log_probs = Some(inputs.log_probs.clone().add_scalar(2f32.ln()));
+        let config = PolicyLossConfig {
+            kl_coef: 0.5,
+            ..no_kl()
+        };
+        let out = policy_loss(inputs, &config).unwrap();
+        assert!(close(scalar(out.loss), -0.9 + 0.5 * (1.0 - 2f32.ln())));
     }
 
     #[test]
