@@ -50,11 +50,13 @@ pub fn token_entropy(logits: Tensor<3>, temperature: f32) -> Tensor<2> {
 }
 
 /// Mean of `values` over the positions where `mask` is true, as a one-element
-/// tensor (keeps gradients). The caller guarantees at least one true entry;
-/// with none the result is NaN (0/0), like `masked_mean` in verl.
+/// tensor (keeps gradients). Masked-out positions are replaced by 0, not
+/// multiplied by 0, so a non-finite value there does not turn the mean into
+/// NaN. The caller guarantees at least one true entry; with none the result
+/// is NaN (0/0), like `masked_mean` in verl.
 pub fn masked_mean(values: Tensor<2>, mask: Tensor<2, Bool>) -> Tensor<1> {
-    let mask = mask.float();
-    values.mul(mask.clone()).sum().div(mask.sum())
+    let count = mask.clone().float().sum();
+    values.mask_fill(mask.bool_not(), 0.0).sum().div(count)
 }
 
 #[cfg(test)]
@@ -107,7 +109,10 @@ mod tests {
     #[test]
     fn masked_mean_ignores_masked_positions() {
         let d = device();
-        let v = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 2.0, 100.0, 4.0], [2, 2]), &d);
+        let v = Tensor::<2>::from_data(
+            TensorData::new(vec![1.0f32, 2.0, f32::NAN, 4.0], [2, 2]),
+            &d,
+        );
         let m = Tensor::<2, Bool>::from_data(
             TensorData::new(vec![true, true, false, true], [2, 2]),
             &d,

@@ -212,22 +212,22 @@ pub fn kl_per_token(
 
 /// Aggregates per-token values `[B, T]` over the tokens where `mask` is true
 /// (see [`LossAggregation`]). Returns a one-element tensor that keeps
-/// gradients. The caller guarantees at least one true mask entry for
+/// gradients. Masked-out positions are replaced by 0 (not multiplied by 0),
+/// so non-finite values there do not reach the result. The caller guarantees at least one true mask entry for
 /// `TokenMean`.
 pub fn aggregate(values: Tensor<2>, mask: Tensor<2, Bool>, mode: LossAggregation) -> Tensor<1> {
     match mode {
         LossAggregation::TokenMean => masked_mean(values, mask),
         LossAggregation::SeqMeanTokenMean => {
-            let mask = mask.float();
-            // [B, T] -> [B, 1] per-rollout token sums and counts.
-            let sums = values.mul(mask.clone()).sum_dim(1);
-            let counts = mask.sum_dim(1).clamp_min(1.0);
+            let counts = mask.clone().float().sum_dim(1).clamp_min(1.0);
+            // [B, T] -> [B, 1] per-rollout token sums, divided by counts.
+            let sums = values.mask_fill(mask.bool_not(), 0.0).sum_dim(1);
             sums.div(counts).mean()
         }
         LossAggregation::SeqMeanTokenSumNorm { max_len } => {
             let [batch, _] = values.dims();
             values
-                .mul(mask.float())
+                .mask_fill(mask.bool_not(), 0.0)
                 .sum()
                 .div_scalar((batch * max_len) as f32)
         }
@@ -265,6 +265,14 @@ pub fn policy_loss(
     if response_tokens == 0 {
         return Err(PolicyLossError::EmptyMask);
     }
+
+    // Padding positions may hold anything (−inf, NaN, stale values): set
+    // them to 0 in every input so they can poison neither the masked sums
+    // nor the gradients (0 · inf = NaN otherwise).
+    let padding = response_mask.clone().bool_not();
+    let log_probs = log_probs.mask_fill(padding.clone(), 0.0);
+    let old_log_probs = old_log_probs.mask_fill(padding.clone(), 0.0);
+    let ref_log_probs = ref_log_probs.map(|r| r.mask_fill(padding.clone(), 0.0));
 
     // [B] -> [B, 1] -> [B, T]
     let adv = advantages.unsqueeze_dim::<2>(1).expand(dims);
@@ -536,9 +544,10 @@ mod tests {
     #[test]
     fn aggregation_modes_by_hand() {
         let d = Device::flex();
-        // Rollout 0: tokens [1, 2, 3], rollout 1: [4, (pad)]... as [2, 3]:
-        // values [[1, 2, 3], [4, 9, 9]], mask [[1, 1, 1], [1, 0, 0]].
-        let v = t2(&[1.0, 2.0, 3.0, 4.0, 9.0, 9.0], [2, 3], &d);
+        // Rollout 0 has tokens [1, 2, 3], rollout 1 has [4] and two pads:
+        // values [[1, 2, 3], [4, NaN, inf]], mask [[1, 1, 1], [1, 0, 0]]: the
+        // padding values must not reach any mode.
+        let v = t2(&[1.0, 2.0, 3.0, 4.0, f32::NAN, f32::INFINITY], [2, 3], &d);
         let m = mask(&[true, true, true, true, false, false], [2, 3], &d);
         let agg = |mode| scalar(aggregate(v.clone(), m.clone(), mode));
         assert!(close(agg(LossAggregation::TokenMean), 10.0 / 4.0));
@@ -570,6 +579,38 @@ mod tests {
             close(g[0], 0.0) && close(g[1], -0.25) && close(g[2], 0.0),
             "{g:?}"
         );
+    }
+
+    #[test]
+    fn non_finite_padding_is_ignored() {
+        let d = Device::flex().autodiff();
+        let mut inputs = one_rollout(-1.0, &d);
+        // Token 2 is padding and holds garbage in every input.
+        let logp = t2(
+            &[-1.0 + 1.5f32.ln(), -2.0 + 0.5f32.ln(), f32::NEG_INFINITY],
+            [1, 3],
+            &d,
+        )
+        .require_grad();
+        inputs.log_probs = logp.clone();
+        inputs.old_log_probs = t2(&[-1.0, -2.0, f32::NAN], [1, 3], &d);
+        inputs.ref_log_probs = Some(t2(&[-1.0, -2.0, f32::INFINITY], [1, 3], &d));
+        inputs.response_mask = mask(&[true, true, false], [1, 3], &d);
+        let config = PolicyLossConfig {
+            kl_coef: 0.1,
+            ..PolicyLossConfig::default()
+        };
+        let out = policy_loss(inputs, &config).unwrap();
+        assert!(out.metrics.kl.unwrap().is_finite());
+        let grads = out.loss.backward();
+        let g = logp
+            .grad(&grads)
+            .unwrap()
+            .into_data()
+            .try_into_vec_as::<f32>()
+            .unwrap();
+        assert!(g.iter().all(|x| x.is_finite()), "{g:?}");
+        assert_eq!(g[2], 0.0);
     }
 
     #[test]
