@@ -4,6 +4,7 @@
 //!
 //! Modules are listed in data-flow order (see `DESIGN.md`).
 
+// Plumbing every stage uses.
 pub mod checkpoint;
 pub mod config;
 pub mod jsonl;
@@ -12,9 +13,19 @@ pub mod progress;
 pub mod rng;
 pub mod schedule;
 
+// Inputs: manifest rows → decoded frames → prompt tokens.
 pub mod data;
+pub mod text;
 pub mod video;
 
+// One GRPO step: sample → reward → log-probs → advantages → loss.
 pub mod sampling;
-
+pub mod reward;
+pub mod logits;
+pub mod grpo;
 pub mod cooloff;
+
+// SFT and evaluation.
+pub mod score;
+pub mod sft_loss;
+pub mod eval;

@@ -1,0 +1,14 @@
+//! GRPO: group-relative advantages and the clipped, KL-regularised policy
+//! loss. Pure functions over slices and tensors; the trainer loop that calls
+//! them lives beside them.
+
+pub mod advantage;
+pub mod loss;
+
+pub use advantage::{
+    AdvantageConfig, AdvantageError, AdvantageScale, Advantages, group_advantages,
+};
+pub use loss::{
+    KlEstimator, LossAggregation, PolicyLossConfig, PolicyLossError, PolicyLossInputs,
+    PolicyLossMetrics, PolicyLossOutput, aggregate, kl_per_token, policy_loss,
+};
