@@ -4,6 +4,7 @@
 //!
 //! Modules are listed in data-flow order (see `DESIGN.md`).
 
-pub mod rng;
 pub mod data;
+pub mod rng;
+pub mod text;
 pub mod video;
