@@ -35,7 +35,7 @@ fn main() -> anyhow::Result<()> {
             ids.len()
         );
     }
-    let sample = "The video is blurry: edges are soft, and the ball stutters twice.";
+    let sample = "The motion stutters (strong): frames repeat in runs of about 3, so the red ball moves in jerks.";
     let ids = tokenizer.encode(sample)?;
     let pieces: Vec<String> = ids.iter().filter_map(|&id| tokenizer.token(id)).collect();
     println!("{sample:?} -> {} tokens {pieces:?}", ids.len());
