@@ -12,7 +12,8 @@
 //! trainer can log reward per term and the accuracy.
 
 use crate::data::Rating;
-use crate::text::parse::{Answer, AnswerOrder, FormatViolation, parse_answer};
+use crate::text::parse::{Answer, FormatViolation, parse_answer};
+use crate::text::prompt::AnswerOrder;
 use serde::{Deserialize, Serialize};
 
 /// Reward weights.

@@ -26,11 +26,9 @@
 //! answer has no rating at all, so it can earn neither reward term.
 
 use crate::data::Rating;
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-const THINK_OPEN: &str = "<think>";
-const THINK_CLOSE: &str = "</think>";
+use super::prompt::{AnswerOrder, THINK_CLOSE, THINK_OPEN};
 
 /// Qwen's end-of-turn markers. The rollout engine stops on the stop token and
 /// returns the text without it, but a decoder that keeps special tokens
@@ -43,16 +41,6 @@ pub const STOP_MARKERS: [&str; 2] = ["<|im_end|>", "<|endoftext|>"];
 /// Violations quote at most this many characters of the offending text, so
 /// a long runaway completion does not bloat logs and metrics.
 const QUOTE_CHARS: usize = 48;
-
-/// Which of the two answer layouts a completion must follow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum AnswerOrder {
-    /// `<think>…</think>Rating` (GRPO rollouts, SFT cold start).
-    ThinkFirst,
-    /// `Rating<think>…</think>` (SFT cool-off).
-    RatingFirst,
-}
 
 /// A well-formed answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
