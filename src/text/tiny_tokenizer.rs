@@ -74,7 +74,8 @@ pub const QWEN_ADDED_TOKENS: [(&str, bool); 26] = [
     ("</think>", false),
 ];
 
-/// Generation prompts used when rendering the template into the corpus.
+/// Generation prompts rendered into the corpus, the first in the Qwen2.5-VL
+/// template and the second in the Qwen3-VL one.
 const EXAMPLE_PROMPTS: [&str; 2] = [
     "a red ball moves left over a grey floor",
     "a blue square bounces and a yellow triangle stays still over a sandy beach",
@@ -126,14 +127,13 @@ impl Tokenizer {
     }
 }
 
-/// The training text, one sequence per entry: the corpus file's lines, the
-/// judge prompt in both chat templates for every dimension, answer order
-/// and example prompt, and an example answer for every rating in both
-/// orders. Added-token strings are
-/// replaced by newlines: they are matched whole before BPE ever sees the
-/// text, so their pieces should not spend vocabulary, and a newline keeps a
-/// rating word after `</think>` without a leading space, as the judge
-/// writes it.
+/// The training text, one sequence per entry: the corpus file's lines; the
+/// judge prompt for every dimension and answer order, once per chat
+/// template (each template with its own example prompt); and an example
+/// answer for every rating in both orders. Added-token strings are replaced
+/// by newlines: they are matched whole before BPE ever sees the text, so
+/// their pieces should not spend vocabulary, and a newline keeps a rating
+/// word after `</think>` without a leading space, as the judge writes it.
 pub fn tiny_corpus() -> Result<Vec<String>, ChatError> {
     let mut texts: Vec<String> = TINY_CORPUS
         .lines()

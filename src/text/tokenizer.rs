@@ -7,6 +7,8 @@
 //! - the first token of each rating word where the judge writes it, which
 //!   the softmax-expectation score reads (paper §4.2.2): five distinct ids,
 //!   or the score would sum one token's probability twice.
+//!
+//! `Tokenizer::tiny()` (in `tiny_tokenizer.rs`) loads the embedded default.
 
 use crate::data::Rating;
 use crate::text::prompt::{AnswerOrder, THINK_CLOSE};
