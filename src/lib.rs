@@ -7,3 +7,4 @@
 pub mod rng;
 pub mod data;
 pub mod video;
+pub mod model;
