@@ -17,6 +17,7 @@ pub mod schedule;
 pub mod data;
 pub mod text;
 pub mod video;
+pub mod model;
 
 // One GRPO step: sample → reward → log-probs → advantages → loss.
 pub mod sampling;

@@ -1,0 +1,317 @@
+//! The whole model (`Qwen2_5_VLForConditionalGeneration` /
+//! `Qwen3VLForConditionalGeneration`): vision tower + decoder + LM head, and
+//! the inputs it takes.
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::nn::Linear;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use super::cache::{KvCache, causal_mask};
+use super::config::QwenVlConfig;
+use super::error::{ModelError, Result};
+use super::layers::linear;
+use super::position::{Grid, RopeLayout, TOKEN_TEXT, TOKEN_VIDEO, rope_index};
+use super::rope::text_rotary;
+use super::text::{DeepStack, TextModel};
+use super::vision::{VisionModel, int_tensor};
+use super::weights::{Checkpoint, export_hf};
+
+/// Pixel patches of the videos in a batch, in prompt order.
+#[derive(Debug, Clone)]
+pub struct VideoInput {
+    /// `[patches, C*T*P*P]` as the HF video processor lays them out.
+    pub pixel_values: Tensor<2>,
+    /// One grid per video.
+    pub grids: Vec<Grid>,
+    /// Qwen2.5-VL: seconds covered by one temporal patch, per video
+    /// (`temporal_patch_size / fps`); ignored by Qwen3-VL.
+    pub second_per_grid_ts: Vec<f32>,
+}
+
+/// A (possibly padded) batch of prompts.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// `[B][L]`
+    pub input_ids: Vec<Vec<i64>>,
+    /// `[B][L]`, false at padding.
+    pub attention_mask: Vec<Vec<bool>>,
+    /// `[B][L]`, HF `mm_token_type_ids`: 0 text, 2 video.
+    pub token_types: Vec<Vec<i64>>,
+    pub video: Option<VideoInput>,
+}
+
+impl Batch {
+    /// A text-only batch without padding.
+    pub fn text(input_ids: Vec<Vec<i64>>) -> Self {
+        let attention_mask = input_ids.iter().map(|r| vec![true; r.len()]).collect();
+        let token_types = input_ids.iter().map(|r| vec![TOKEN_TEXT; r.len()]).collect();
+        Batch {
+            input_ids,
+            attention_mask,
+            token_types,
+            video: None,
+        }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.input_ids.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.input_ids.first().map_or(0, Vec::len)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn check(&self) -> Result<()> {
+        let len = self.len();
+        for (b, ((ids, mask), types)) in self
+            .input_ids
+            .iter()
+            .zip(&self.attention_mask)
+            .zip(&self.token_types)
+            .enumerate()
+        {
+            if ids.len() != len || mask.len() != len || types.len() != len {
+                return Err(ModelError::Input(format!(
+                    "row {b}: ids/mask/types lengths {}/{}/{} differ from {len}",
+                    ids.len(),
+                    mask.len(),
+                    types.len()
+                )));
+            }
+        }
+        if self.attention_mask.len() != self.rows() || self.token_types.len() != self.rows() {
+            return Err(ModelError::Input("ids, mask and types have different row counts".into()));
+        }
+        Ok(())
+    }
+}
+
+/// `model`: the vision tower and the language model.
+#[derive(Module, Debug)]
+pub struct QwenVlModel {
+    pub visual: VisionModel,
+    pub language_model: TextModel,
+}
+
+/// The full model. `lm_head` is absent when the embeddings are tied.
+#[derive(Module, Debug)]
+pub struct QwenVl {
+    pub model: QwenVlModel,
+    pub lm_head: Option<Linear>,
+    #[module(skip)]
+    pub config: QwenVlConfig,
+}
+
+impl QwenVl {
+    /// A randomly initialised model (tests, demos, the tiny CPU config).
+    pub fn new(config: &QwenVlConfig, device: &Device) -> Self {
+        let t = &config.text;
+        QwenVl {
+            model: QwenVlModel {
+                visual: VisionModel::new(config.arch, &config.vision, device),
+                language_model: TextModel::new(t, device),
+            },
+            lm_head: (!config.tie_word_embeddings)
+                .then(|| linear(t.hidden_size, t.vocab_size, false, device)),
+            config: config.clone(),
+        }
+    }
+
+    /// Loads `config.json` and `*.safetensors` from a HF model directory.
+    pub fn from_hf_dir(dir: &Path, device: &Device) -> Result<Self> {
+        let config = QwenVlConfig::from_file(dir)?;
+        let model = QwenVl::new(&config, device);
+        let ignored: &[&str] = if config.tie_word_embeddings {
+            &["lm_head.weight"]
+        } else {
+            &[]
+        };
+        Checkpoint::read(dir)?.load_into(model, ignored)
+    }
+
+    /// Writes the model as a HF directory (`config.json` copied from
+    /// `source_config`, the `config.json` text it was loaded with).
+    pub fn export_hf(&self, source_config: &str, dir: &Path) -> Result<()> {
+        export_hf(self, &self.config, source_config, dir)
+    }
+
+    fn rope_layout(&self) -> RopeLayout {
+        RopeLayout {
+            arch: self.config.arch,
+            spatial_merge_size: self.config.vision.spatial_merge_size,
+            tokens_per_second: self.config.vision.tokens_per_second,
+        }
+    }
+
+    /// Final hidden states `[B, L, H]` of a prompt batch. With `cache`, the
+    /// keys/values are kept for decoding (the cache must be empty).
+    pub fn forward_hidden(
+        &self,
+        batch: &Batch,
+        cache: Option<&mut KvCache>,
+        device: &Device,
+    ) -> Result<Tensor<3>> {
+        batch.check()?;
+        let (b, l) = (batch.rows(), batch.len());
+        let h = self.config.text.hidden_size;
+        let ids: Vec<i64> = batch.input_ids.iter().flatten().copied().collect();
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, l]), device);
+        let mut embeds = self.model.language_model.embed(ids);
+
+        let grids: &[Grid] = batch.video.as_ref().map_or(&[], |v| &v.grids);
+        let seconds: &[f32] = batch.video.as_ref().map_or(&[], |v| &v.second_per_grid_ts);
+        let mut deepstack = None;
+        if let Some(video) = &batch.video {
+            let out = self.model.visual.forward(video.pixel_values.clone(), &video.grids);
+            // Row r of the flattened embeddings takes visual token k at the
+            // k-th video-token position: gather from [text rows; visual rows].
+            let video_token = i64::from(self.config.video_token_id);
+            let mut gather = Vec::with_capacity(b * l);
+            let mut visual_gather = Vec::with_capacity(b * l);
+            let mut k = 0usize;
+            for (r, &id) in batch.input_ids.iter().flatten().enumerate() {
+                if id == video_token {
+                    gather.push(b * l + k);
+                    k += 1;
+                    visual_gather.push(k);
+                } else {
+                    gather.push(r);
+                    visual_gather.push(0);
+                }
+            }
+            let [visual_tokens, _] = out.embeds.dims();
+            if k != visual_tokens {
+                return Err(ModelError::Input(format!(
+                    "{k} video tokens in the prompt but the videos give {visual_tokens} features"
+                )));
+            }
+            let table = Tensor::cat(vec![embeds.reshape([b * l, h]), out.embeds], 0);
+            embeds = table
+                .select(0, int_tensor(&gather, device))
+                .reshape([b, l, h]);
+            if !out.deepstack.is_empty() {
+                deepstack = Some(DeepStack {
+                    gather: int_tensor(&visual_gather, device),
+                    features: out.deepstack,
+                });
+            }
+        } else if batch.token_types.iter().flatten().any(|&t| t == TOKEN_VIDEO) {
+            return Err(ModelError::Input("video token types but no video input".into()));
+        }
+
+        let positions = rope_index(
+            self.rope_layout(),
+            &batch.token_types,
+            &batch.attention_mask,
+            grids,
+            seconds,
+        )?;
+        let t = &self.config.text;
+        let rotary = text_rotary(
+            self.config.arch,
+            t.mrope_section,
+            t.head_dim,
+            t.rope_theta,
+            &positions.ids,
+            device,
+        );
+        let hidden = match cache {
+            Some(cache) => {
+                if !cache.is_empty() {
+                    return Err(ModelError::Input("prefill needs an empty KV cache".into()));
+                }
+                cache.begin_step(&batch.attention_mask)?;
+                cache.next_position = batch
+                    .attention_mask
+                    .iter()
+                    .zip(&positions.next_position)
+                    .map(|(mask, delta)| delta + mask.iter().filter(|&&m| m).count() as i64)
+                    .collect();
+                let mask = causal_mask(cache.key_valid(), l, device);
+                self.model.language_model.forward(
+                    embeds,
+                    &rotary,
+                    mask,
+                    Some(&mut cache.layers),
+                    deepstack.as_ref(),
+                )
+            }
+            None => {
+                let mask = causal_mask(&batch.attention_mask, l, device);
+                self.model
+                    .language_model
+                    .forward(embeds, &rotary, mask, None, deepstack.as_ref())
+            }
+        };
+        Ok(hidden)
+    }
+
+    /// One decoding step: `tokens[b]` is appended to row `b` of `cache`
+    /// (`valid[b] = false` marks a row that has finished and only pads).
+    /// Returns the hidden states `[B, 1, H]`.
+    pub fn decode_hidden(
+        &self,
+        tokens: &[i64],
+        valid: &[bool],
+        cache: &mut KvCache,
+        device: &Device,
+    ) -> Result<Tensor<3>> {
+        let b = tokens.len();
+        if valid.len() != b || cache.batch() != b {
+            return Err(ModelError::Input(format!(
+                "decode step with {b} tokens, {} flags, {} cached rows",
+                valid.len(),
+                cache.batch()
+            )));
+        }
+        let step: Vec<Vec<bool>> = valid.iter().map(|&v| vec![v]).collect();
+        cache.begin_step(&step)?;
+        let pos: Vec<Vec<i64>> = cache.next_position.iter().map(|&p| vec![p]).collect();
+        for (next, &v) in cache.next_position.iter_mut().zip(valid) {
+            *next += i64::from(v);
+        }
+        let t = &self.config.text;
+        let rotary = text_rotary(
+            self.config.arch,
+            t.mrope_section,
+            t.head_dim,
+            t.rope_theta,
+            &[pos.clone(), pos.clone(), pos],
+            device,
+        );
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(tokens.to_vec(), [b, 1]), device);
+        let embeds = self.model.language_model.embed(ids);
+        let mask = causal_mask(cache.key_valid(), 1, device);
+        Ok(self
+            .model
+            .language_model
+            .forward(embeds, &rotary, mask, Some(&mut cache.layers), None))
+    }
+
+    /// `hidden [..., H] -> logits [..., V]` (tied head: the embedding matrix).
+    pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
+        match &self.lm_head {
+            Some(head) => head.forward(hidden),
+            None => {
+                let table = self.model.language_model.embed_tokens.weight.val(); // [V, H]
+                hidden.matmul(table.transpose().unsqueeze())
+            }
+        }
+    }
+
+    /// Logits `[B, L, V]` of a prompt batch (no cache).
+    pub fn forward(&self, batch: &Batch, device: &Device) -> Result<Tensor<3>> {
+        Ok(self.logits(self.forward_hidden(batch, None, device)?))
+    }
+
+    /// A fresh cache sized for this model.
+    pub fn new_cache(&self, capacity: usize) -> KvCache {
+        KvCache::new(self.config.text.num_hidden_layers, capacity)
+    }
+}

@@ -1,0 +1,245 @@
+//! The language model: a Qwen2 (Qwen2.5-VL) or Qwen3 (Qwen3-VL) decoder with
+//! GQA, SwiGLU, RMSNorm and M-RoPE. Field names follow the HF module tree
+//! (`model.language_model.layers.N.self_attn.q_proj`, ...), so weight names
+//! come from the module paths.
+
+use burn::module::Module;
+use burn::nn::{Embedding, EmbeddingConfig, Linear};
+use burn::tensor::activation::softmax;
+use burn::tensor::{Device, Int, Tensor};
+
+use super::cache::LayerKv;
+use super::config::{Activation, TextConfig};
+use super::layers::{RmsNorm, activate, apply_rotary, linear};
+
+/// Self-attention with grouped K/V heads.
+#[derive(Module, Debug)]
+pub struct Attention {
+    pub q_proj: Linear,
+    pub k_proj: Linear,
+    pub v_proj: Linear,
+    pub o_proj: Linear,
+    /// Qwen3: RMSNorm over each head's `head_dim` before RoPE.
+    pub q_norm: Option<RmsNorm>,
+    pub k_norm: Option<RmsNorm>,
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+}
+
+impl Attention {
+    fn new(c: &TextConfig, device: &Device) -> Self {
+        let (h, hd) = (c.hidden_size, c.head_dim);
+        let qk_norm = || c.qk_norm.then(|| RmsNorm::new(hd, c.rms_norm_eps, device));
+        Attention {
+            q_proj: linear(h, c.num_attention_heads * hd, c.qkv_bias, device),
+            k_proj: linear(h, c.num_key_value_heads * hd, c.qkv_bias, device),
+            v_proj: linear(h, c.num_key_value_heads * hd, c.qkv_bias, device),
+            o_proj: linear(c.num_attention_heads * hd, h, c.o_bias, device),
+            q_norm: qk_norm(),
+            k_norm: qk_norm(),
+            num_heads: c.num_attention_heads,
+            num_kv_heads: c.num_key_value_heads,
+            head_dim: hd,
+        }
+    }
+
+    /// `x [B, T, H]`, rotary `[B, 1, T, hd]`, mask `[B, 1, T, S]` where `S`
+    /// counts cached plus new keys. Appends the new keys/values to `cache`.
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        rotary: &(Tensor<4>, Tensor<4>),
+        mask: Tensor<4>,
+        cache: Option<&mut Option<LayerKv>>,
+    ) -> Tensor<3> {
+        let [b, t, _] = x.dims();
+        let heads = |proj: &Linear, n: usize, norm: &Option<RmsNorm>| {
+            let y = proj.forward(x.clone()).reshape([b, t, n, self.head_dim]);
+            let y = match norm {
+                Some(norm) => norm.forward(y),
+                None => y,
+            };
+            y.swap_dims(1, 2) // [B, n, T, hd]
+        };
+        let (cos, sin) = rotary;
+        let q = apply_rotary(
+            heads(&self.q_proj, self.num_heads, &self.q_norm),
+            cos.clone(),
+            sin.clone(),
+        );
+        let k = apply_rotary(
+            heads(&self.k_proj, self.num_kv_heads, &self.k_norm),
+            cos.clone(),
+            sin.clone(),
+        );
+        let v = heads(&self.v_proj, self.num_kv_heads, &None);
+        let (k, v) = match cache {
+            Some(slot) => {
+                let (k, v) = match slot.take() {
+                    Some(prev) => (
+                        Tensor::cat(vec![prev.keys, k], 2),
+                        Tensor::cat(vec![prev.values, v], 2),
+                    ),
+                    None => (k, v),
+                };
+                *slot = Some(LayerKv {
+                    keys: k.clone(),
+                    values: v.clone(),
+                });
+                (k, v)
+            }
+            None => (k, v),
+        };
+        // GQA: each K/V head serves `rep` query heads.
+        let rep = self.num_heads / self.num_kv_heads;
+        let expand = |y: Tensor<4>| {
+            let [b, n, s, d] = y.dims();
+            if rep == 1 {
+                y
+            } else {
+                y.unsqueeze_dim::<5>(2)
+                    .expand([b, n, rep, s, d])
+                    .reshape([b, n * rep, s, d])
+            }
+        };
+        let (k, v) = (expand(k), expand(v));
+        let scale = (self.head_dim as f64).powf(-0.5);
+        let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale) + mask;
+        let out = softmax(scores, 3).matmul(v); // [B, heads, T, hd]
+        let out = out
+            .swap_dims(1, 2)
+            .reshape([b, t, self.num_heads * self.head_dim]);
+        self.o_proj.forward(out)
+    }
+}
+
+/// SwiGLU feed-forward: `down(act(gate(x)) * up(x))`.
+#[derive(Module, Debug)]
+pub struct GatedMlp {
+    pub gate_proj: Linear,
+    pub up_proj: Linear,
+    pub down_proj: Linear,
+    #[module(skip)]
+    pub act: Activation,
+}
+
+impl GatedMlp {
+    pub fn new(
+        d_model: usize,
+        d_ff: usize,
+        bias: bool,
+        act: Activation,
+        device: &Device,
+    ) -> Self {
+        GatedMlp {
+            gate_proj: linear(d_model, d_ff, bias, device),
+            up_proj: linear(d_model, d_ff, bias, device),
+            down_proj: linear(d_ff, d_model, bias, device),
+            act,
+        }
+    }
+
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let gate = activate(self.act, self.gate_proj.forward(x.clone()));
+        self.down_proj.forward(gate * self.up_proj.forward(x))
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct DecoderLayer {
+    pub self_attn: Attention,
+    pub mlp: GatedMlp,
+    pub input_layernorm: RmsNorm,
+    pub post_attention_layernorm: RmsNorm,
+}
+
+impl DecoderLayer {
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        rotary: &(Tensor<4>, Tensor<4>),
+        mask: Tensor<4>,
+        cache: Option<&mut Option<LayerKv>>,
+    ) -> Tensor<3> {
+        let h = x.clone()
+            + self
+                .self_attn
+                .forward(self.input_layernorm.forward(x), rotary, mask, cache);
+        h.clone() + self.mlp.forward(self.post_attention_layernorm.forward(h))
+    }
+}
+
+/// Visual features added to the hidden states after the first decoder layers
+/// (Qwen3-VL DeepStack): `features[i]` `[visual tokens, H]` is added after
+/// layer `i` at the visual positions.
+#[derive(Debug, Clone)]
+pub struct DeepStack {
+    /// `[B * T]`: 0 for non-visual positions, `1 + k` for the k-th visual token.
+    pub gather: Tensor<1, Int>,
+    pub features: Vec<Tensor<2>>,
+}
+
+/// `model.language_model`: embeddings, decoder layers, final norm.
+#[derive(Module, Debug)]
+pub struct TextModel {
+    pub embed_tokens: Embedding,
+    pub layers: Vec<DecoderLayer>,
+    pub norm: RmsNorm,
+}
+
+impl TextModel {
+    pub fn new(c: &TextConfig, device: &Device) -> Self {
+        TextModel {
+            embed_tokens: EmbeddingConfig::new(c.vocab_size, c.hidden_size).init(device),
+            layers: (0..c.num_hidden_layers)
+                .map(|_| DecoderLayer {
+                    self_attn: Attention::new(c, device),
+                    mlp: GatedMlp::new(
+                        c.hidden_size,
+                        c.intermediate_size,
+                        false,
+                        c.hidden_act,
+                        device,
+                    ),
+                    input_layernorm: RmsNorm::new(c.hidden_size, c.rms_norm_eps, device),
+                    post_attention_layernorm: RmsNorm::new(c.hidden_size, c.rms_norm_eps, device),
+                })
+                .collect(),
+            norm: RmsNorm::new(c.hidden_size, c.rms_norm_eps, device),
+        }
+    }
+
+    /// `ids [B, T] -> [B, T, H]`
+    pub fn embed(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+        self.embed_tokens.forward(ids)
+    }
+
+    /// Runs the decoder on `embeds [B, T, H]`; returns the final-normed
+    /// hidden states `[B, T, H]`. `cache` (one slot per layer) receives the
+    /// new keys/values.
+    pub fn forward(
+        &self,
+        embeds: Tensor<3>,
+        rotary: &(Tensor<4>, Tensor<4>),
+        mask: Tensor<4>,
+        mut cache: Option<&mut [Option<LayerKv>]>,
+        deepstack: Option<&DeepStack>,
+    ) -> Tensor<3> {
+        let [b, t, h] = embeds.dims();
+        let mut x = embeds;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let slot = cache.as_deref_mut().map(|c| &mut c[i]);
+            x = layer.forward(x, rotary, mask.clone(), slot);
+            if let Some(ds) = deepstack
+                && let Some(features) = ds.features.get(i)
+            {
+                let device = features.device();
+                let table = Tensor::cat(vec![Tensor::zeros([1, h], &device), features.clone()], 0);
+                let add = table.select(0, ds.gather.clone()).reshape([b, t, h]);
+                x = x + add;
+            }
+        }
+        self.norm.forward(x)
+    }
+}

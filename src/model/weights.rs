@@ -1,0 +1,450 @@
+//! HuggingFace safetensors import and export.
+//!
+//! Weight names come from the module tree: a parameter's name is the path of
+//! field names down to it (`model.language_model.layers.3.mlp.up_proj.weight`),
+//! enum variants left out, and `mlp_0` / `mlp_2` spelled `mlp.0` / `mlp.2`
+//! as HF's `Sequential` does. On disk two layouts exist:
+//!
+//! * canonical (Qwen3-VL, transformers 5 in memory): `model.language_model.*`,
+//!   `model.visual.*`, `lm_head.*`;
+//! * legacy (the released Qwen2/2.5-VL files, and what transformers 5.23
+//!   still writes for Qwen2.5-VL): `model.layers.*`, `model.embed_tokens.*`,
+//!   `model.norm.*`, `visual.*`.
+//!
+//! Import accepts both (single file or shards listed in
+//! `model.safetensors.index.json`; f32, f16 and bf16 converted to f32).
+//! Export writes the layout transformers itself writes for the architecture.
+//! Torch `Linear` weights are `[out, in]` and Burn's are `[in, out]`; the
+//! patch embedding's 5-D `Conv3d` kernel is flattened to `[out, C*T*P*P]`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::tensor::{Device, Tensor, TensorData};
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensors};
+
+use super::config::{Arch, QwenVlConfig};
+use super::error::{ModelError, Result};
+
+/// Which on-disk naming a checkpoint uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    Canonical,
+    Legacy,
+}
+
+impl Layout {
+    /// The layout transformers writes for this architecture.
+    pub fn for_arch(arch: Arch) -> Self {
+        match arch {
+            Arch::Qwen25Vl => Layout::Legacy,
+            Arch::Qwen3Vl => Layout::Canonical,
+        }
+    }
+}
+
+/// On-disk name -> canonical name.
+pub fn canonical_name(name: &str) -> String {
+    if let Some(rest) = name.strip_prefix("visual.") {
+        format!("model.visual.{rest}")
+    } else if let Some(rest) = name.strip_prefix("model.")
+        && !rest.starts_with("language_model.")
+        && !rest.starts_with("visual.")
+    {
+        format!("model.language_model.{rest}")
+    } else {
+        name.to_string()
+    }
+}
+
+/// Canonical name -> on-disk name in `layout`.
+pub fn layout_name(canonical: &str, layout: Layout) -> String {
+    match layout {
+        Layout::Canonical => canonical.to_string(),
+        Layout::Legacy => {
+            if let Some(rest) = canonical.strip_prefix("model.visual.") {
+                format!("visual.{rest}")
+            } else if let Some(rest) = canonical.strip_prefix("model.language_model.") {
+                format!("model.{rest}")
+            } else {
+                canonical.to_string()
+            }
+        }
+    }
+}
+
+/// Module path -> canonical HF name (`mlp_0` -> `mlp.0`).
+fn hf_name(path: &str) -> String {
+    path.replace(".mlp_0.", ".mlp.0.").replace(".mlp_2.", ".mlp.2.")
+}
+
+/// The safetensors files of a model directory: `model.safetensors`, or the
+/// shards named in `model.safetensors.index.json`.
+pub fn checkpoint_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let single = dir.join("model.safetensors");
+    if single.is_file() {
+        return Ok(vec![single]);
+    }
+    let index = dir.join("model.safetensors.index.json");
+    let text = std::fs::read_to_string(&index).map_err(|source| ModelError::Io {
+        path: index.clone(),
+        source,
+    })?;
+    #[derive(serde::Deserialize)]
+    struct Index {
+        weight_map: BTreeMap<String, String>,
+    }
+    let parsed: Index = serde_json::from_str(&text).map_err(|source| ModelError::ConfigJson {
+        path: index.clone(),
+        source,
+    })?;
+    let mut files: Vec<PathBuf> = parsed.weight_map.values().map(|f| dir.join(f)).collect();
+    files.sort();
+    files.dedup();
+    Ok(files)
+}
+
+/// Raw bytes of the checkpoint files, kept while a model is being filled.
+pub struct Checkpoint {
+    paths: Vec<PathBuf>,
+    buffers: Vec<Vec<u8>>,
+}
+
+impl Checkpoint {
+    pub fn read(dir: &Path) -> Result<Self> {
+        let paths = checkpoint_files(dir)?;
+        let buffers = paths
+            .iter()
+            .map(|p| {
+                std::fs::read(p).map_err(|source| ModelError::Io {
+                    path: p.clone(),
+                    source,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Checkpoint { paths, buffers })
+    }
+
+    /// Replaces every parameter of `module` by the checkpoint tensor of the
+    /// same name. Fails listing all missing and unexpected names; names in
+    /// `ignored` may be present without a parameter (a tied `lm_head.weight`).
+    pub fn load_into<M: Module>(&self, module: M, ignored: &[&str]) -> Result<M> {
+        let files = self
+            .buffers
+            .iter()
+            .zip(&self.paths)
+            .map(|(buf, path)| {
+                SafeTensors::deserialize(buf).map_err(|e| ModelError::Safetensors {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut index = HashMap::new();
+        for (i, file) in files.iter().enumerate() {
+            for name in file.names() {
+                index.insert(canonical_name(name), (i, name.to_string()));
+            }
+        }
+        let mut loader = Loader {
+            files: &files,
+            index,
+            used: HashSet::new(),
+            path: Vec::new(),
+            missing: Vec::new(),
+            errors: Vec::new(),
+        };
+        let module = module.map(&mut loader);
+        if let Some(err) = loader.errors.into_iter().next() {
+            return Err(err);
+        }
+        let mut unexpected: Vec<String> = loader
+            .index
+            .keys()
+            .filter(|k| !loader.used.contains(*k) && !ignored.contains(&k.as_str()))
+            .cloned()
+            .collect();
+        unexpected.sort();
+        if !loader.missing.is_empty() || !unexpected.is_empty() {
+            return Err(ModelError::WeightNames {
+                missing: loader.missing,
+                unexpected,
+            });
+        }
+        Ok(module)
+    }
+}
+
+/// One step of a module path: the field name and the type holding it.
+struct Step {
+    name: String,
+    container: String,
+}
+
+fn joined(path: &[Step]) -> String {
+    path.iter()
+        .filter(|s| !s.container.starts_with("Enum:"))
+        .map(|s| s.name.as_str())
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+fn is_linear_weight(path: &[Step]) -> bool {
+    path.last()
+        .is_some_and(|s| s.name == "weight" && s.container == "Struct:Linear")
+}
+
+struct Loader<'a> {
+    files: &'a [SafeTensors<'a>],
+    index: HashMap<String, (usize, String)>,
+    used: HashSet<String>,
+    path: Vec<Step>,
+    missing: Vec<String>,
+    errors: Vec<ModelError>,
+}
+
+impl Loader<'_> {
+    /// The f32 values of `name`, laid out for a module tensor of `shape`.
+    fn values(&mut self, name: &str, shape: &[usize], linear: bool) -> Option<Vec<f32>> {
+        let Some((file, stored)) = self.index.get(name).cloned() else {
+            self.missing.push(name.to_string());
+            return None;
+        };
+        self.used.insert(name.to_string());
+        let view = match self.files[file].tensor(&stored) {
+            Ok(view) => view,
+            Err(e) => {
+                self.errors.push(ModelError::Safetensors {
+                    path: PathBuf::from(&stored),
+                    message: e.to_string(),
+                });
+                return None;
+            }
+        };
+        let values = match to_f32(view.dtype(), view.data()) {
+            Some(v) => v,
+            None => {
+                self.errors.push(ModelError::UnsupportedDtype {
+                    name: name.to_string(),
+                    dtype: format!("{:?}", view.dtype()),
+                });
+                return None;
+            }
+        };
+        let found = view.shape().to_vec();
+        let fits = if linear {
+            // torch [out, ...] (Conv3d kernels flatten) vs burn [in, out]
+            shape.len() == 2
+                && found.first() == Some(&shape[1])
+                && found.iter().skip(1).product::<usize>() == shape[0]
+        } else {
+            found == shape
+        };
+        if !fits {
+            self.errors.push(ModelError::ShapeMismatch {
+                name: name.to_string(),
+                expected: shape.to_vec(),
+                found,
+            });
+            return None;
+        }
+        Some(if linear {
+            transpose(&values, shape[1], shape[0])
+        } else {
+            values
+        })
+    }
+}
+
+impl ModuleMapper for Loader<'_> {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.push(Step {
+            name: name.to_string(),
+            container: container_type.to_string(),
+        });
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let name = hf_name(&joined(&self.path));
+        let shape = param.lazy_shape().dims::<D>();
+        let linear = is_linear_weight(&self.path);
+        match self.values(&name, &shape, linear) {
+            Some(values) => {
+                let device: Device = param.lazy_device();
+                let tensor = Tensor::from_data(TensorData::new(values, shape), &device);
+                let id = param.id;
+                param.transform_for_load(tensor, id)
+            }
+            None => param,
+        }
+    }
+}
+
+pub(crate) fn to_f32(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
+    let pairs = || bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]));
+    match dtype {
+        Dtype::F32 => Some(
+            bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        ),
+        Dtype::BF16 => Some(pairs().map(|b| half::bf16::from_bits(b).to_f32()).collect()),
+        Dtype::F16 => Some(pairs().map(|b| half::f16::from_bits(b).to_f32()).collect()),
+        _ => None,
+    }
+}
+
+/// `[rows, cols]` row-major -> `[cols, rows]` row-major.
+fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; values.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = values[r * cols + c];
+        }
+    }
+    out
+}
+
+/// One exported tensor: HF name, HF shape, f32 values.
+struct Exported {
+    name: String,
+    shape: Vec<usize>,
+    bytes: Vec<u8>,
+}
+
+struct Exporter<'a> {
+    path: Vec<Step>,
+    layout: Layout,
+    conv_kernel: &'a [usize],
+    out: Vec<Exported>,
+    errors: Vec<ModelError>,
+}
+
+impl ModuleVisitor for Exporter<'_> {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.push(Step {
+            name: name.to_string(),
+            container: container_type.to_string(),
+        });
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let canonical = hf_name(&joined(&self.path));
+        let tensor = param.val();
+        let dims = tensor.dims().to_vec();
+        let values = match tensor.try_into_vec_as::<f32>() {
+            Ok(v) => v,
+            Err(e) => {
+                self.errors.push(ModelError::Readback(format!("{canonical}: {e:?}")));
+                return;
+            }
+        };
+        let (shape, values) = if is_linear_weight(&self.path) {
+            let (d_in, d_out) = (dims[0], dims[1]);
+            let shape = if canonical.ends_with("patch_embed.proj.weight") {
+                [&[d_out][..], self.conv_kernel].concat()
+            } else {
+                vec![d_out, d_in]
+            };
+            (shape, transpose(&values, d_in, d_out))
+        } else {
+            (dims, values)
+        };
+        self.out.push(Exported {
+            name: layout_name(&canonical, self.layout),
+            shape,
+            bytes: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        });
+    }
+}
+
+/// Writes `module` as an HF-layout f32 `model.safetensors` plus `config.json`
+/// (copied verbatim from `config_json`) into `dir`.
+pub fn export_hf<M: Module>(
+    module: &M,
+    config: &QwenVlConfig,
+    config_json: &str,
+    dir: &Path,
+) -> Result<()> {
+    let io = |path: PathBuf| move |source| ModelError::Io { path, source };
+    std::fs::create_dir_all(dir).map_err(io(dir.to_path_buf()))?;
+    let v = &config.vision;
+    let kernel = [v.in_channels, v.temporal_patch_size, v.patch_size, v.patch_size];
+    let mut exporter = Exporter {
+        path: Vec::new(),
+        layout: Layout::for_arch(config.arch),
+        conv_kernel: &kernel,
+        out: Vec::new(),
+        errors: Vec::new(),
+    };
+    module.visit(&mut exporter);
+    if let Some(err) = exporter.errors.into_iter().next() {
+        return Err(err);
+    }
+    let target = dir.join("model.safetensors");
+    let views = exporter
+        .out
+        .iter()
+        .map(|t| {
+            TensorView::new(Dtype::F32, t.shape.clone(), &t.bytes)
+                .map(|view| (t.name.clone(), view))
+                .map_err(|e| ModelError::Safetensors {
+                    path: target.clone(),
+                    message: format!("{}: {e}", t.name),
+                })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+    safetensors::serialize_to_file(views, Some(metadata), &target).map_err(|e| {
+        ModelError::Safetensors {
+            path: target.clone(),
+            message: e.to_string(),
+        }
+    })?;
+    let config_path = dir.join("config.json");
+    std::fs::write(&config_path, config_json).map_err(io(config_path.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layouts_round_trip() {
+        for (disk, canonical) in [
+            ("model.layers.0.mlp.up_proj.weight", "model.language_model.layers.0.mlp.up_proj.weight"),
+            ("model.embed_tokens.weight", "model.language_model.embed_tokens.weight"),
+            ("visual.merger.mlp.0.bias", "model.visual.merger.mlp.0.bias"),
+            ("lm_head.weight", "lm_head.weight"),
+        ] {
+            assert_eq!(canonical_name(disk), canonical);
+            assert_eq!(layout_name(canonical, Layout::Legacy), disk);
+            assert_eq!(canonical_name(canonical), canonical);
+        }
+    }
+
+    #[test]
+    fn half_precision_converts() {
+        let one_bf16 = half::bf16::from_f32(1.5).to_bits().to_le_bytes();
+        let one_f16 = half::f16::from_f32(-2.0).to_bits().to_le_bytes();
+        assert_eq!(to_f32(Dtype::BF16, &one_bf16), Some(vec![1.5]));
+        assert_eq!(to_f32(Dtype::F16, &one_f16), Some(vec![-2.0]));
+        assert_eq!(to_f32(Dtype::I64, &[0; 8]), None);
+    }
+
+    #[test]
+    fn transpose_swaps_axes() {
+        assert_eq!(transpose(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 2, 3), vec![1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
+    }
+}

@@ -1,0 +1,115 @@
+//! The Burn Qwen-VL models against transformers 5.23 on the tiny fixtures
+//! (`tests/fixtures/make_qwen_fixtures.py`), through the `check-model` code.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+use vgrpo::model::check::{Reference, check_loaded, compare_logits};
+use vgrpo::model::{Grid, QwenVl, check_model};
+
+const TOLERANCE: f64 = 1e-4;
+
+fn fixture(arch: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/{arch}_tiny"))
+}
+
+fn check(arch: &str, reference: &str, grids: &[Grid]) {
+    let dir = fixture(arch);
+    let device = Device::default();
+    let report = check_model(&dir, &dir.join(reference), TOLERANCE, &device).unwrap();
+    eprintln!("{arch}/{reference}: rel error {:.3e} over {} positions", report.rel_error, report.positions);
+    assert_eq!(report.grids, grids);
+    assert!(report.passed(), "{arch}/{reference}: rel error {:.3e}", report.rel_error);
+}
+
+#[test]
+fn qwen3_vl_matches_transformers() {
+    check("qwen3_vl", "reference.safetensors", &[Grid { t: 3, h: 4, w: 6 }]);
+}
+
+#[test]
+fn qwen2_5_vl_matches_transformers() {
+    check("qwen2_5_vl", "reference.safetensors", &[Grid { t: 3, h: 6, w: 8 }]);
+}
+
+#[test]
+fn qwen3_vl_padded_batch_matches_transformers() {
+    let g = Grid { t: 3, h: 4, w: 6 };
+    check("qwen3_vl", "reference_batch.safetensors", &[g, g]);
+}
+
+#[test]
+fn qwen2_5_vl_padded_batch_matches_transformers() {
+    let g = Grid { t: 3, h: 6, w: 8 };
+    check("qwen2_5_vl", "reference_batch.safetensors", &[g, g]);
+}
+
+/// Padding must not change a row: the short, left-padded second row of the
+/// batch gives the same logits as that row run alone.
+fn padding_leaves_rows_unchanged(arch: &str) {
+    let dir = fixture(arch);
+    let device = Device::default();
+    let model = QwenVl::from_hf_dir(&dir, &device).unwrap();
+    let batch_ref = Reference::read(&dir.join("reference_batch.safetensors")).unwrap();
+    let batch_logits = model
+        .forward(&batch_ref.batch(&device), &device)
+        .unwrap()
+        .try_into_vec_as::<f32>()
+        .unwrap();
+    let (l, v) = (batch_ref.input_ids[0].len(), batch_ref.vocab);
+    let kept: Vec<usize> = (0..l).filter(|&i| batch_ref.attention_mask[1][i]).collect();
+    assert!(kept.len() < l, "row 1 should be padded");
+
+    // Row 1 alone, without padding, with only its own video.
+    let mut alone = batch_ref.clone();
+    alone.input_ids = vec![kept.iter().map(|&i| batch_ref.input_ids[1][i]).collect()];
+    alone.token_types = vec![kept.iter().map(|&i| batch_ref.token_types[1][i]).collect()];
+    alone.attention_mask = vec![vec![true; kept.len()]];
+    let (pixels, [n, d]) = batch_ref.pixel_values.clone().unwrap();
+    alone.pixel_values = Some((pixels[n / 2 * d..].to_vec(), [n / 2, d]));
+    alone.grids.truncate(1);
+    alone.second_per_grid_ts.truncate(1);
+    let alone_logits = model
+        .forward(&alone.batch(&device), &device)
+        .unwrap()
+        .try_into_vec_as::<f32>()
+        .unwrap();
+
+    let row1: Vec<f32> = kept
+        .iter()
+        .flat_map(|&i| batch_logits[(l + i) * v..(l + i + 1) * v].to_vec())
+        .collect();
+    let (diff, max_ref, _) = compare_logits(&row1, &alone_logits, &alone.attention_mask, v);
+    eprintln!("{arch}: padded row vs alone rel error {:.3e}", diff / max_ref);
+    assert!(diff / max_ref <= 1e-5, "{arch}: {:.3e}", diff / max_ref);
+
+    // And the report through the library path agrees with the file.
+    let report = check_loaded(&model, &batch_ref, &dir, TOLERANCE, &device).unwrap();
+    assert!(report.passed());
+}
+
+#[test]
+fn qwen3_vl_padding_leaves_rows_unchanged() {
+    padding_leaves_rows_unchanged("qwen3_vl");
+}
+
+#[test]
+fn qwen2_5_vl_padding_leaves_rows_unchanged() {
+    padding_leaves_rows_unchanged("qwen2_5_vl");
+}
+
+#[test]
+fn vision_token_count_matches_the_prompt() {
+    for (arch, grid) in [("qwen3_vl", Grid { t: 3, h: 4, w: 6 }), ("qwen2_5_vl", Grid { t: 3, h: 6, w: 8 })] {
+        let dir = fixture(arch);
+        let reference = Reference::read(&dir.join("reference.safetensors")).unwrap();
+        let video_tokens = reference.token_types[0].iter().filter(|&&t| t == 2).count();
+        assert_eq!(reference.grids, vec![grid]);
+        assert_eq!(grid.tokens(2), video_tokens, "{arch}");
+        let model = QwenVl::from_hf_dir(&dir, &Device::default()).unwrap();
+        let (pixels, shape) = reference.pixel_values.clone().unwrap();
+        let video = burn::tensor::Tensor::from_data(burn::tensor::TensorData::new(pixels, shape), &Device::default());
+        let out = model.model.visual.forward(video, &reference.grids);
+        assert_eq!(out.embeds.dims(), [video_tokens, model.config.text.hidden_size]);
+    }
+}
