@@ -207,9 +207,7 @@ pub fn generate(
 fn rows_to_host(logits: Tensor<3>) -> Result<Vec<Vec<f32>>, ModelError> {
     let [b, _, v] = logits.dims();
     let flat: Vec<f32> = logits
-        .into_data()
-        .convert::<f32>()
-        .to_vec()
+        .try_into_vec_as::<f32>()
         .map_err(|e| ModelError::Input(format!("logits to host: {e:?}")))?;
     Ok(flat.chunks(v).take(b).map(<[f32]>::to_vec).collect())
 }

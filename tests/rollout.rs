@@ -86,7 +86,7 @@ fn teacher_forced(s: &Setup, prompt: &GroupPrompt, completion: &[u32], t: f32) -
     };
     let logits = s.model.forward(&batch, &s.device).unwrap();
     let [_, l, v] = logits.dims();
-    let flat: Vec<f32> = logits.into_data().to_vec().unwrap();
+    let flat: Vec<f32> = logits.try_into_vec_as::<f32>().unwrap();
     let p = prompt.ids.len();
     completion
         .iter()
@@ -235,8 +235,7 @@ fn greedy_decoding_with_the_cache_equals_full_recompute() {
         let [_, l, v] = logits.dims();
         let last: Vec<f32> = logits
             .slice([0..1, l - 1..l, 0..v])
-            .into_data()
-            .to_vec()
+            .try_into_vec_as::<f32>()
             .unwrap();
         let next = last
             .iter()
