@@ -19,7 +19,8 @@
 use crate::data::Rating;
 use crate::text::parse::{Answer, FormatViolation};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::Hash;
 use thiserror::Error;
 
 #[derive(Debug, Clone, PartialEq, Error)]
@@ -30,6 +31,8 @@ pub enum MetricError {
     TooFew { n: usize, min: usize },
     #[error("the {which} scores are all equal, so the correlation is undefined")]
     Constant { which: &'static str },
+    #[error("no pair of items to compare")]
+    NoPairs,
     #[error("{which} score {index} is not finite ({value})")]
     NonFinite {
         which: &'static str,
@@ -245,42 +248,90 @@ pub fn pairwise_accuracy(
 ) -> Result<PairwiseAccuracy, MetricError> {
     check(pred, truth, 2)?;
     let n = pred.len();
-    let (mut pairs, mut truth_ties, mut predicted_ties) = (0usize, 0usize, 0usize);
+    let pairs = (0..n).flat_map(|i| (i + 1..n).map(move |j| (i, j)));
+    count_pairs(pred, truth, pairs, config).ok_or(MetricError::NoPairs)
+}
+
+/// [`pairwise_accuracy`] over the pairs of items that share a group key
+/// only — e.g. videos generated from the same prompt, the pairs a preference
+/// benchmark would show side by side.
+pub fn pairwise_accuracy_within<K: Eq + Hash>(
+    pred: &[f64],
+    truth: &[f64],
+    groups: &[K],
+    config: &PairwiseConfig,
+) -> Result<PairwiseAccuracy, MetricError> {
+    check(pred, truth, 2)?;
+    if groups.len() != pred.len() {
+        return Err(MetricError::LengthMismatch {
+            pred: pred.len(),
+            truth: groups.len(),
+        });
+    }
+    // Item indices per group, in first-seen order (deterministic).
+    let mut members: HashMap<&K, Vec<usize>> = HashMap::new();
+    let mut order: Vec<&K> = Vec::new();
+    for (i, key) in groups.iter().enumerate() {
+        members
+            .entry(key)
+            .or_insert_with(|| {
+                order.push(key);
+                Vec::new()
+            })
+            .push(i);
+    }
+    let pairs = order.iter().flat_map(|key| {
+        let items = &members[key];
+        (0..items.len()).flat_map(move |a| (a + 1..items.len()).map(move |b| (items[a], items[b])))
+    });
+    count_pairs(pred, truth, pairs, config).ok_or(MetricError::NoPairs)
+}
+
+/// Counts the pairwise statistics over the given pairs; `None` if there is
+/// no pair.
+fn count_pairs(
+    pred: &[f64],
+    truth: &[f64],
+    pairs: impl Iterator<Item = (usize, usize)>,
+    config: &PairwiseConfig,
+) -> Option<PairwiseAccuracy> {
+    let (mut n_pairs, mut truth_ties, mut predicted_ties) = (0usize, 0usize, 0usize);
     let (mut correct_with, mut correct_without) = (0usize, 0usize);
-    for i in 0..n {
-        for j in i + 1..n {
-            let dt = truth[i] - truth[j];
-            let dp = pred[i] - pred[j];
-            let human = if dt.abs() <= config.truth_tie_threshold {
-                0
-            } else {
-                sign(dt)
-            };
-            let predicted = if dp.abs() < config.pred_tie_threshold {
-                0
-            } else {
-                sign(dp)
-            };
-            pairs += 1;
-            if human == 0 {
-                truth_ties += 1;
-            }
-            if predicted == 0 {
-                predicted_ties += 1;
-            }
-            if predicted == human {
-                correct_with += 1;
-            }
-            if human != 0 && sign(dp) == human {
-                correct_without += 1;
-            }
+    for (i, j) in pairs {
+        let dt = truth[i] - truth[j];
+        let dp = pred[i] - pred[j];
+        let human = if dt.abs() <= config.truth_tie_threshold {
+            0
+        } else {
+            sign(dt)
+        };
+        let predicted = if dp.abs() < config.pred_tie_threshold {
+            0
+        } else {
+            sign(dp)
+        };
+        n_pairs += 1;
+        if human == 0 {
+            truth_ties += 1;
+        }
+        if predicted == 0 {
+            predicted_ties += 1;
+        }
+        if predicted == human {
+            correct_with += 1;
+        }
+        if human != 0 && sign(dp) == human {
+            correct_without += 1;
         }
     }
-    let decided = pairs - truth_ties;
-    Ok(PairwiseAccuracy {
-        with_ties: correct_with as f64 / pairs as f64,
+    if n_pairs == 0 {
+        return None;
+    }
+    let decided = n_pairs - truth_ties;
+    Some(PairwiseAccuracy {
+        with_ties: correct_with as f64 / n_pairs as f64,
         without_ties: (decided > 0).then(|| correct_without as f64 / decided as f64),
-        pairs,
+        pairs: n_pairs,
         truth_ties,
         predicted_ties,
     })
@@ -549,6 +600,33 @@ mod tests {
         // All human ties: no "without ties" accuracy.
         let acc = pairwise_accuracy(&[0.1, 0.9], &[3.0, 3.0], &exact).unwrap();
         assert_eq!(acc.without_ties, None);
+    }
+
+    #[test]
+    fn pairwise_accuracy_within_groups_by_hand() {
+        // Prompts p: items 0, 2; q: items 1, 3, 4; r: item 5 (no pair).
+        // p (0,2): Δt = 1 − 3 < 0, Δp = .2 − .6 < 0 ✓.
+        // q (1,3): Δt = 4 − 2 > 0, Δp = .3 − .5 < 0 ✗.
+        // q (1,4): Δt = 4 − 4 = 0 tie, Δp = .3 − .31 → tie ✓ (with ties only).
+        // q (3,4): Δt = 2 − 4 < 0, Δp = .5 − .31 > 0 ✗.
+        let pred = [0.2, 0.3, 0.6, 0.5, 0.31, 0.9];
+        let mos = [1.0, 4.0, 3.0, 2.0, 4.0, 5.0];
+        let prompts = ["p", "q", "p", "q", "q", "r"];
+        let acc =
+            pairwise_accuracy_within(&pred, &mos, &prompts, &PairwiseConfig::default()).unwrap();
+        assert_eq!((acc.pairs, acc.truth_ties, acc.predicted_ties), (4, 1, 1));
+        assert!(close(acc.with_ties, 2.0 / 4.0));
+        assert!(close(acc.without_ties.unwrap(), 1.0 / 3.0));
+        // Only singleton groups: nothing to compare.
+        assert_eq!(
+            pairwise_accuracy_within(
+                &[0.1, 0.2],
+                &[1.0, 2.0],
+                &["a", "b"],
+                &PairwiseConfig::default()
+            ),
+            Err(MetricError::NoPairs)
+        );
     }
 
     #[test]

@@ -5,5 +5,6 @@ pub mod metrics;
 
 pub use metrics::{
     AnswerStats, Correlations, MetricError, ModelLevel, PairwiseAccuracy, PairwiseConfig,
-    aggregate_by_generator, answer_stats, correlations, krcc, pairwise_accuracy, plcc, srcc,
+    aggregate_by_generator, answer_stats, correlations, krcc, pairwise_accuracy,
+    pairwise_accuracy_within, plcc, srcc,
 };

@@ -251,6 +251,24 @@ mod tests {
     }
 
     #[test]
+    fn shifting_rewards_changes_nothing_and_scaling_cancels_in_group_mode() {
+        let rewards = [1.5f32, 0.0, 0.5, 1.5, 0.5, 0.5, 0.0, 1.0];
+        let shifted: Vec<f32> = rewards.iter().map(|r| r + 3.0).collect();
+        let scaled: Vec<f32> = rewards.iter().map(|r| r * 4.0).collect();
+        let c = AdvantageConfig {
+            scale: AdvantageScale::Group,
+            epsilon: 0.0,
+        };
+        let base = group_advantages(&rewards, 4, &c).unwrap().values;
+        for other in [&shifted, &scaled] {
+            let adv = group_advantages(other, 4, &c).unwrap().values;
+            for (a, b) in adv.iter().zip(&base) {
+                assert!((a - b).abs() < 1e-6, "{adv:?} vs {base:?}");
+            }
+        }
+    }
+
+    #[test]
     fn bad_inputs_are_errors() {
         let c = AdvantageConfig::default();
         assert_eq!(

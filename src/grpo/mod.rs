@@ -3,11 +3,13 @@
 //! them lives beside them.
 
 pub mod advantage;
+pub mod kl_reward;
 pub mod loss;
 
 pub use advantage::{
     AdvantageConfig, AdvantageError, AdvantageScale, Advantages, group_advantages,
 };
+pub use kl_reward::{KlRewardError, penalise_rewards, sequence_kl};
 pub use loss::{
     KlEstimator, LossAggregation, PolicyLossConfig, PolicyLossError, PolicyLossInputs,
     PolicyLossMetrics, PolicyLossOutput, aggregate, kl_per_token, policy_loss,
