@@ -1,13 +1,16 @@
 //! Video input: ffmpeg decoding, fps sampling, SlowFast selection, resizing.
 
+pub mod decode;
 pub mod encode;
 pub mod frame;
 mod init;
 pub mod sample;
 
+pub use decode::{DecodeLimits, VideoError, VideoFailure, VideoSource};
 pub use encode::{
     Container, EncodeError, EncodeFailure, EncodeSettings, EncodeSummary, Timing, VideoCodec,
     VideoWriter, encode_video,
 };
 pub use frame::{Frame, FrameKind, SelectedFrame};
 pub use init::ensure_ffmpeg;
+pub use sample::{SampleError, SamplingPlan, estimated_end, sample_indices};
