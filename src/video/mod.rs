@@ -4,7 +4,9 @@ pub mod decode;
 pub mod encode;
 pub mod frame;
 mod init;
+pub mod resize;
 pub mod sample;
+pub mod slowfast;
 
 pub use decode::{DecodeLimits, VideoError, VideoFailure, VideoSource};
 pub use encode::{
@@ -13,4 +15,5 @@ pub use encode::{
 };
 pub use frame::{Frame, FrameKind, SelectedFrame};
 pub use init::ensure_ffmpeg;
+pub use resize::{ResizeError, resize};
 pub use sample::{SampleError, SamplingPlan, estimated_end, sample_indices};
