@@ -37,7 +37,9 @@ use ffmpeg_next::{Rational, codec, frame, media};
 
 use super::frame::Frame;
 use super::init::ensure_ffmpeg;
+use super::resize::ResizeError;
 use super::sample::SampleError;
+use super::slowfast::BudgetError;
 
 /// FFmpeg demuxers that turn arbitrary bytes into a "video" of rendered text
 /// or ANSI art. They will open a `.txt` or a random `.bin`.
@@ -127,6 +129,12 @@ pub enum VideoFailure {
     FramesMissing { decoded: f64, wanted: f64 },
     #[error("cannot sample its frames")]
     Sampling(#[source] SampleError),
+    #[error("cannot fit its frames into the token budget")]
+    Budget(#[source] BudgetError),
+    #[error("cannot resize its frames")]
+    Resize(#[source] ResizeError),
+    #[error("the decoding worker panicked: {0}")]
+    WorkerPanicked(String),
     #[error("cannot scale to {width}x{height}: sizes must be non-zero")]
     BadOutputSize { width: u32, height: u32 },
     #[error("frame pick {index} is out of range: the video has {frames} frames")]

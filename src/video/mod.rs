@@ -1,13 +1,18 @@
 //! Video input: ffmpeg decoding, fps sampling, SlowFast selection, resizing.
 
+pub mod clip;
+pub mod config;
 pub mod decode;
 pub mod encode;
 pub mod frame;
 mod init;
+pub mod pool;
 pub mod resize;
 pub mod sample;
 pub mod slowfast;
 
+pub use clip::{Clip, FrameRow, FramesReport, SourceInfo, load_clip};
+pub use config::{VideoConfig, VideoConfigError};
 pub use decode::{DecodeLimits, VideoError, VideoFailure, VideoSource};
 pub use encode::{
     Container, EncodeError, EncodeFailure, EncodeSettings, EncodeSummary, Timing, VideoCodec,
@@ -15,5 +20,6 @@ pub use encode::{
 };
 pub use frame::{Frame, FrameKind, SelectedFrame};
 pub use init::ensure_ffmpeg;
+pub use pool::{JobPanicked, OrderedPool, load_clips};
 pub use resize::{ResizeError, resize};
 pub use sample::{SampleError, SamplingPlan, estimated_end, sample_indices};
