@@ -9,9 +9,10 @@ mod init;
 pub mod pool;
 pub mod resize;
 pub mod sample;
+pub mod sheet;
 pub mod slowfast;
 
-pub use clip::{Clip, FrameRow, FramesReport, SourceInfo, load_clip};
+pub use clip::{Clip, FrameRow, FramesError, FramesReport, SourceInfo, inspect_video, load_clip};
 pub use config::{VideoConfig, VideoConfigError};
 pub use decode::{DecodeLimits, VideoError, VideoFailure, VideoSource};
 pub use encode::{
@@ -23,3 +24,4 @@ pub use init::ensure_ffmpeg;
 pub use pool::{JobPanicked, OrderedPool, load_clips};
 pub use resize::{ResizeError, resize};
 pub use sample::{SampleError, SamplingPlan, estimated_end, sample_indices};
+pub use sheet::{SheetError, render_sheet, write_sheet};
