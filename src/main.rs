@@ -2,10 +2,13 @@
 //! `anyhow` chain printed once, and an exit code: 0 success, 1 the job
 //! failed, 2 the command line or the config is wrong.
 
+use anyhow::bail;
+use burn::tensor::Device;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use vgrpo::config::{self, ConfigError};
+use vgrpo::video::{VideoConfig, inspect_video};
 
 #[derive(Parser)]
 #[command(
@@ -42,6 +45,30 @@ impl ConfigArgs {
 enum Command {
     /// Validate a config and print it with every default filled in.
     Config(ConfigArgs),
+    /// Show what the model sees of a video: each sampled frame's time,
+    /// slow/fast kind, size and visual tokens.
+    Frames {
+        /// The video file.
+        video: PathBuf,
+        /// Also write a contact sheet PNG of the frames here.
+        #[arg(long)]
+        sheet: Option<PathBuf>,
+        /// Print the report as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a HF Qwen-VL checkpoint on the inputs of a transformers reference
+    /// file and compare the logits (max|Δ| / max|reference|).
+    CheckModel {
+        /// Model directory (config.json + *.safetensors).
+        dir: PathBuf,
+        /// Safetensors file with the inputs and logits transformers produced.
+        #[arg(long)]
+        reference: PathBuf,
+        /// Largest accepted relative error.
+        #[arg(long, default_value_t = 1e-4)]
+        tolerance: f64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -58,9 +85,7 @@ fn main() -> ExitCode {
             for cause in err.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
             }
-            let usage = err
-                .chain()
-                .any(|c| c.downcast_ref::<ConfigError>().is_some());
+            let usage = err.chain().any(|c| c.downcast_ref::<ConfigError>().is_some());
             ExitCode::from(if usage { 2 } else { 1 })
         }
     }
@@ -71,7 +96,40 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Config(args) => {
             let cfg = args.load()?;
             print!("{}", cfg.to_toml());
-            Ok(())
+        }
+        Command::Frames { video, sheet, json } => {
+            let report = inspect_video(&video, &VideoConfig::default(), sheet.as_deref())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{report}");
+            }
+            if let Some(sheet) = sheet {
+                println!("contact sheet: {}", sheet.display());
+            }
+        }
+        Command::CheckModel {
+            dir,
+            reference,
+            tolerance,
+        } => {
+            let report = vgrpo::model::check_model(&dir, &reference, tolerance, &Device::default())?;
+            let grids: Vec<[usize; 3]> = report.grids.iter().map(|g| [g.t, g.h, g.w]).collect();
+            println!(
+                "logits rel error {:.3e} (max|Δ| {:.3e}, max|ref| {:.3e}, {} positions, vocab {}, grids {grids:?})",
+                report.rel_error,
+                report.max_abs_diff,
+                report.max_abs_reference,
+                report.positions,
+                report.vocab,
+            );
+            if !report.passed() {
+                bail!(
+                    "rel error {:.3e} is above the tolerance {tolerance:e}",
+                    report.rel_error
+                );
+            }
         }
     }
+    Ok(())
 }

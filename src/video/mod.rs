@@ -1,5 +1,27 @@
 //! Video input: ffmpeg decoding, fps sampling, SlowFast selection, resizing.
 
+pub mod clip;
+pub mod config;
+pub mod decode;
+pub mod encode;
 pub mod frame;
+mod init;
+pub mod pool;
+pub mod resize;
+pub mod sample;
+pub mod sheet;
+pub mod slowfast;
 
+pub use clip::{Clip, FrameRow, FramesError, FramesReport, SourceInfo, inspect_video, load_clip};
+pub use config::{VideoConfig, VideoConfigError};
+pub use decode::{DecodeLimits, VideoError, VideoFailure, VideoSource};
+pub use encode::{
+    Container, EncodeError, EncodeFailure, EncodeSettings, EncodeSummary, Timing, VideoCodec,
+    VideoWriter, encode_video,
+};
 pub use frame::{Frame, FrameKind, SelectedFrame};
+pub use init::ensure_ffmpeg;
+pub use pool::{JobPanicked, OrderedPool, load_clips};
+pub use resize::{ResizeError, resize};
+pub use sample::{SampleError, SamplingPlan, estimated_end, sample_indices};
+pub use sheet::{SheetError, render_sheet, write_sheet};
