@@ -4,7 +4,7 @@
 //!
 //! Modules are listed in data-flow order (see `DESIGN.md`).
 
-pub mod rng;
 pub mod data;
-pub mod video;
 pub mod model;
+pub mod rng;
+pub mod video;

@@ -54,7 +54,9 @@ impl Activation {
             "silu" | "swish" => Ok(Activation::Silu),
             "gelu" => Ok(Activation::Gelu),
             "gelu_pytorch_tanh" | "gelu_new" => Ok(Activation::GeluTanh),
-            other => Err(ModelError::UnsupportedConfig(format!("hidden_act {other:?}"))),
+            other => Err(ModelError::UnsupportedConfig(format!(
+                "hidden_act {other:?}"
+            ))),
         }
     }
 }
@@ -265,20 +267,21 @@ impl QwenVlConfig {
         let t = &self.text;
         let v = &self.vision;
         let bad = |msg: String| Err(ModelError::UnsupportedConfig(msg));
-        if t.num_attention_heads % t.num_key_value_heads != 0 {
+        if !t.num_attention_heads.is_multiple_of(t.num_key_value_heads) {
             return bad(format!(
                 "num_attention_heads {} is not a multiple of num_key_value_heads {}",
                 t.num_attention_heads, t.num_key_value_heads
             ));
         }
-        if t.head_dim % 2 != 0 || t.mrope_section.iter().sum::<usize>() != t.head_dim / 2 {
+        if !t.head_dim.is_multiple_of(2) || t.mrope_section.iter().sum::<usize>() != t.head_dim / 2
+        {
             return bad(format!(
                 "mrope_section {:?} must sum to head_dim/2 = {}",
                 t.mrope_section,
                 t.head_dim / 2
             ));
         }
-        if v.hidden_size % v.num_heads != 0 || v.head_dim() % 4 != 0 {
+        if !v.hidden_size.is_multiple_of(v.num_heads) || !v.head_dim().is_multiple_of(4) {
             return bad(format!(
                 "vision hidden_size {} / num_heads {} must give a head dim divisible by 4",
                 v.hidden_size, v.num_heads
@@ -290,7 +293,11 @@ impl QwenVlConfig {
                 v.out_hidden_size, t.hidden_size
             ));
         }
-        for &i in v.fullatt_block_indexes.iter().chain(&v.deepstack_visual_indexes) {
+        for &i in v
+            .fullatt_block_indexes
+            .iter()
+            .chain(&v.deepstack_visual_indexes)
+        {
             if i >= v.depth {
                 return bad(format!("vision block index {i} >= depth {}", v.depth));
             }
@@ -309,7 +316,7 @@ impl QwenVlConfig {
         }
         if self.arch == Arch::Qwen25Vl {
             let unit = v.spatial_merge_size * v.patch_size;
-            if v.window_size % unit != 0 || v.window_size < unit {
+            if !v.window_size.is_multiple_of(unit) || v.window_size < unit {
                 return bad(format!(
                     "window_size {} is not a multiple of spatial_merge_size * patch_size = {unit}",
                     v.window_size
@@ -327,7 +334,10 @@ fn rope_of(raw: &RawText) -> Result<(f64, [usize; 3])> {
         (None, Some(s)) => (s.rope_theta.or(raw.rope_theta), s.mrope_section.clone()),
         (None, None) => (raw.rope_theta, None),
     };
-    for rope in [&raw.rope_parameters, &raw.rope_scaling].into_iter().flatten() {
+    for rope in [&raw.rope_parameters, &raw.rope_scaling]
+        .into_iter()
+        .flatten()
+    {
         if let Some(kind) = &rope.rope_type
             && kind != "default"
             && kind != "mrope"
@@ -406,7 +416,9 @@ fn vision_config(arch: Arch, raw: RawVision) -> Result<VisionConfig> {
             Arch::Qwen3Vl => 0,
         },
         fullatt_block_indexes: match arch {
-            Arch::Qwen25Vl => raw.fullatt_block_indexes.unwrap_or_else(|| vec![7, 15, 23, 31]),
+            Arch::Qwen25Vl => raw
+                .fullatt_block_indexes
+                .unwrap_or_else(|| vec![7, 15, 23, 31]),
             Arch::Qwen3Vl => Vec::new(),
         },
         tokens_per_second: raw.tokens_per_second.unwrap_or(4.0),
@@ -416,7 +428,9 @@ fn vision_config(arch: Arch, raw: RawVision) -> Result<VisionConfig> {
         },
         deepstack_visual_indexes: match arch {
             Arch::Qwen25Vl => Vec::new(),
-            Arch::Qwen3Vl => raw.deepstack_visual_indexes.unwrap_or_else(|| vec![8, 16, 24]),
+            Arch::Qwen3Vl => raw
+                .deepstack_visual_indexes
+                .unwrap_or_else(|| vec![8, 16, 24]),
         },
     })
 }

@@ -47,13 +47,16 @@ pub fn text_rotary(
     let axes = mrope_axes(arch, section);
     let batch = positions[0].len();
     let len = positions[0].first().map_or(0, Vec::len);
-    let half = head_dim / 2;
     let mut cos = Vec::with_capacity(batch * len * head_dim);
     let mut sin = Vec::with_capacity(batch * len * head_dim);
-    for b in 0..batch {
-        for i in 0..len {
-            let angles: Vec<f32> = (0..half)
-                .map(|j| positions[axes[j]][b][i] as f32 * inv[j])
+    let [t, h, w] = positions;
+    for ((t_row, h_row), w_row) in t.iter().zip(h).zip(w) {
+        for ((&pt, &ph), &pw) in t_row.iter().zip(h_row).zip(w_row) {
+            let by_axis = [pt as f32, ph as f32, pw as f32];
+            let angles: Vec<f32> = axes
+                .iter()
+                .zip(&inv)
+                .map(|(&a, f)| by_axis[a] * f)
                 .collect();
             for _ in 0..2 {
                 cos.extend(angles.iter().map(|a| a.cos()));
@@ -104,13 +107,19 @@ mod tests {
 
     #[test]
     fn qwen25_sections_are_contiguous() {
-        assert_eq!(mrope_axes(Arch::Qwen25Vl, [2, 3, 3]), vec![0, 0, 1, 1, 1, 2, 2, 2]);
+        assert_eq!(
+            mrope_axes(Arch::Qwen25Vl, [2, 3, 3]),
+            vec![0, 0, 1, 1, 1, 2, 2, 2]
+        );
     }
 
     #[test]
     fn qwen3_sections_interleave() {
         // HF: h at 1, 4 (slice(1, 6, 3)); w at 2, 5 (slice(2, 6, 3)); t elsewhere.
-        assert_eq!(mrope_axes(Arch::Qwen3Vl, [4, 2, 2]), vec![0, 1, 2, 0, 1, 2, 0, 0]);
+        assert_eq!(
+            mrope_axes(Arch::Qwen3Vl, [4, 2, 2]),
+            vec![0, 1, 2, 0, 1, 2, 0, 0]
+        );
         // The real Qwen3-VL layout [24, 20, 20]: 24 t, 20 h, 20 w.
         let axes = mrope_axes(Arch::Qwen3Vl, [24, 20, 20]);
         assert_eq!(axes.iter().filter(|&&a| a == 0).count(), 24);
