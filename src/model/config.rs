@@ -267,20 +267,21 @@ impl QwenVlConfig {
         let t = &self.text;
         let v = &self.vision;
         let bad = |msg: String| Err(ModelError::UnsupportedConfig(msg));
-        if t.num_attention_heads % t.num_key_value_heads != 0 {
+        if !t.num_attention_heads.is_multiple_of(t.num_key_value_heads) {
             return bad(format!(
                 "num_attention_heads {} is not a multiple of num_key_value_heads {}",
                 t.num_attention_heads, t.num_key_value_heads
             ));
         }
-        if t.head_dim % 2 != 0 || t.mrope_section.iter().sum::<usize>() != t.head_dim / 2 {
+        if !t.head_dim.is_multiple_of(2) || t.mrope_section.iter().sum::<usize>() != t.head_dim / 2
+        {
             return bad(format!(
                 "mrope_section {:?} must sum to head_dim/2 = {}",
                 t.mrope_section,
                 t.head_dim / 2
             ));
         }
-        if v.hidden_size % v.num_heads != 0 || v.head_dim() % 4 != 0 {
+        if !v.hidden_size.is_multiple_of(v.num_heads) || !v.head_dim().is_multiple_of(4) {
             return bad(format!(
                 "vision hidden_size {} / num_heads {} must give a head dim divisible by 4",
                 v.hidden_size, v.num_heads
@@ -315,7 +316,7 @@ impl QwenVlConfig {
         }
         if self.arch == Arch::Qwen25Vl {
             let unit = v.spatial_merge_size * v.patch_size;
-            if v.window_size % unit != 0 || v.window_size < unit {
+            if !v.window_size.is_multiple_of(unit) || v.window_size < unit {
                 return bad(format!(
                     "window_size {} is not a multiple of spatial_merge_size * patch_size = {unit}",
                     v.window_size

@@ -47,13 +47,16 @@ pub fn text_rotary(
     let axes = mrope_axes(arch, section);
     let batch = positions[0].len();
     let len = positions[0].first().map_or(0, Vec::len);
-    let half = head_dim / 2;
     let mut cos = Vec::with_capacity(batch * len * head_dim);
     let mut sin = Vec::with_capacity(batch * len * head_dim);
-    for b in 0..batch {
-        for i in 0..len {
-            let angles: Vec<f32> = (0..half)
-                .map(|j| positions[axes[j]][b][i] as f32 * inv[j])
+    let [t, h, w] = positions;
+    for ((t_row, h_row), w_row) in t.iter().zip(h).zip(w) {
+        for ((&pt, &ph), &pw) in t_row.iter().zip(h_row).zip(w_row) {
+            let by_axis = [pt as f32, ph as f32, pw as f32];
+            let angles: Vec<f32> = axes
+                .iter()
+                .zip(&inv)
+                .map(|(&a, f)| by_axis[a] * f)
                 .collect();
             for _ in 0..2 {
                 cos.extend(angles.iter().map(|a| a.cos()));
