@@ -85,7 +85,9 @@ fn main() -> ExitCode {
             for cause in err.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
             }
-            let usage = err.chain().any(|c| c.downcast_ref::<ConfigError>().is_some());
+            let usage = err
+                .chain()
+                .any(|c| c.downcast_ref::<ConfigError>().is_some());
             ExitCode::from(if usage { 2 } else { 1 })
         }
     }
@@ -113,7 +115,8 @@ fn run(command: Command) -> anyhow::Result<()> {
             reference,
             tolerance,
         } => {
-            let report = vgrpo::model::check_model(&dir, &reference, tolerance, &Device::default())?;
+            let report =
+                vgrpo::model::check_model(&dir, &reference, tolerance, &Device::default())?;
             let grids: Vec<[usize; 3]> = report.grids.iter().map(|g| [g.t, g.h, g.w]).collect();
             println!(
                 "logits rel error {:.3e} (max|Δ| {:.3e}, max|ref| {:.3e}, {} positions, vocab {}, grids {grids:?})",
