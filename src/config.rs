@@ -14,6 +14,7 @@
 //! current directory (where the user launched the run).
 
 use crate::data::MosScale;
+use crate::video::VideoConfig;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,8 @@ pub struct Config {
     pub run: RunConfig,
     #[serde(default)]
     pub data: DataConfig,
+    #[serde(default)]
+    pub video: VideoConfig,
 }
 
 /// `[run]`: identity and reproducibility of a run.
@@ -168,6 +171,17 @@ impl Validate for Config {
     fn validate(&self, _: &str, rules: &mut Rules) {
         self.run.validate("run", rules);
         self.data.validate("data", rules);
+        Validate::validate(&self.video, "video", rules);
+    }
+}
+
+impl Validate for VideoConfig {
+    fn validate(&self, p: &str, rules: &mut Rules) {
+        if let Err(e) = VideoConfig::validate(self) {
+            rules.check(false, &format!("{p}.{}", e.key), || {
+                format!("{} must be {}, got {}", e.key, e.rule, e.got)
+            });
+        }
     }
 }
 
@@ -477,6 +491,7 @@ mod tests {
         let c = parse("", &[]).unwrap();
         assert_eq!(c.run, RunConfig::default());
         assert_eq!(c.data, DataConfig::default());
+        assert_eq!(c.video, VideoConfig::default());
     }
 
     #[test]
@@ -526,6 +541,15 @@ mod tests {
         assert!(e.starts_with("2 invalid settings:"), "{e}");
         assert!(e.contains("c.toml:2:1: `run.name`"), "{e}");
         assert!(e.contains("c.toml:4:1: `data.mos_min`"), "{e}");
+    }
+
+    #[test]
+    fn section_rules_are_located() {
+        let e = parse("[video]\nfps = 0.0\n", &[]).unwrap_err().to_string();
+        assert!(
+            e.contains("c.toml:2:1: `video.fps`: fps must be in (0, 120], got 0"),
+            "{e}"
+        );
     }
 
     #[test]
