@@ -13,6 +13,7 @@ pub mod config;
 pub mod error;
 pub mod layers;
 pub mod position;
+pub mod processor;
 pub mod qwen_vl;
 pub mod rope;
 pub mod text;
