@@ -12,6 +12,7 @@ pub mod check;
 pub mod config;
 pub mod error;
 pub mod layers;
+pub mod logprob;
 pub mod position;
 pub mod processor;
 pub mod qwen_vl;
