@@ -70,8 +70,46 @@ impl Batch {
         self.len() == 0
     }
 
-    fn check(&self) -> Result<()> {
+    /// Shapes and ranges the model would otherwise panic on.
+    fn check(&self, config: &QwenVlConfig) -> Result<()> {
         let len = self.len();
+        let vocab = config.text.vocab_size as i64;
+        if let Some(bad) = self
+            .input_ids
+            .iter()
+            .flatten()
+            .find(|&&id| id < 0 || id >= vocab)
+        {
+            return Err(ModelError::Input(format!(
+                "token id {bad} outside the vocabulary of {vocab}"
+            )));
+        }
+        if let Some(video) = &self.video {
+            let v = &config.vision;
+            let [patches, dim] = video.pixel_values.dims();
+            if dim != v.patch_dim() {
+                return Err(ModelError::Input(format!(
+                    "pixel patches have {dim} values, the vision tower takes {} (C*T*P*P)",
+                    v.patch_dim()
+                )));
+            }
+            let merge = v.spatial_merge_size;
+            if let Some(g) = video
+                .grids
+                .iter()
+                .find(|g| g.t == 0 || g.h % merge != 0 || g.w % merge != 0)
+            {
+                return Err(ModelError::Input(format!(
+                    "grid {g:?} is empty or not divisible by the merge size {merge}"
+                )));
+            }
+            let expected: usize = video.grids.iter().map(Grid::patches).sum();
+            if patches != expected {
+                return Err(ModelError::Input(format!(
+                    "{patches} pixel patches but the grids give {expected}"
+                )));
+            }
+        }
         for (b, ((ids, mask), types)) in self
             .input_ids
             .iter()
@@ -162,7 +200,7 @@ impl QwenVl {
         cache: Option<&mut KvCache>,
         device: &Device,
     ) -> Result<Tensor<3>> {
-        batch.check()?;
+        batch.check(&self.config)?;
         let (b, l) = (batch.rows(), batch.len());
         let h = self.config.text.hidden_size;
         let ids: Vec<i64> = batch.input_ids.iter().flatten().copied().collect();
