@@ -13,8 +13,9 @@ pub mod progress;
 pub mod rng;
 pub mod schedule;
 
-// Inputs: manifest rows → decoded frames → prompt tokens.
+// Inputs: manifest rows → decoded frames → prompt tokens → the model.
 pub mod data;
+pub mod inputs;
 pub mod model;
 pub mod text;
 pub mod video;
