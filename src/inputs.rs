@@ -42,6 +42,8 @@ pub enum InputError {
     Resize { path: String, message: String },
     #[error("building the prompt of {id}: {source}")]
     Prompt { id: String, source: ChatError },
+    #[error("manifest row {index}: the preparing worker panicked: {message}")]
+    Panicked { index: usize, message: String },
 }
 
 /// How clips become model inputs for one model.

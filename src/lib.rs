@@ -16,6 +16,7 @@ pub mod schedule;
 // Inputs: manifest rows → decoded frames → prompt tokens → the model.
 pub mod data;
 pub mod inputs;
+pub mod loader;
 pub mod model;
 pub mod text;
 pub mod video;
