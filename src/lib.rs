@@ -15,18 +15,23 @@ pub mod schedule;
 
 // Inputs: manifest rows → decoded frames → prompt tokens.
 pub mod data;
+pub mod default_model;
+pub mod model;
 pub mod text;
 pub mod video;
-pub mod model;
 
 // One GRPO step: sample → reward → log-probs → advantages → loss.
-pub mod sampling;
-pub mod reward;
-pub mod logits;
-pub mod grpo;
 pub mod cooloff;
+pub mod grpo;
+pub mod logits;
+pub mod reward;
+pub mod sampling;
+
+// Updates and what a checkpoint holds.
+pub mod optim;
+pub mod train_state;
 
 // SFT and evaluation.
+pub mod eval;
 pub mod score;
 pub mod sft_loss;
-pub mod eval;

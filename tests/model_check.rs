@@ -17,19 +17,34 @@ fn check(arch: &str, reference: &str, grids: &[Grid]) {
     let dir = fixture(arch);
     let device = Device::default();
     let report = check_model(&dir, &dir.join(reference), TOLERANCE, &device).unwrap();
-    eprintln!("{arch}/{reference}: rel error {:.3e} over {} positions", report.rel_error, report.positions);
+    eprintln!(
+        "{arch}/{reference}: rel error {:.3e} over {} positions",
+        report.rel_error, report.positions
+    );
     assert_eq!(report.grids, grids);
-    assert!(report.passed(), "{arch}/{reference}: rel error {:.3e}", report.rel_error);
+    assert!(
+        report.passed(),
+        "{arch}/{reference}: rel error {:.3e}",
+        report.rel_error
+    );
 }
 
 #[test]
 fn qwen3_vl_matches_transformers() {
-    check("qwen3_vl", "reference.safetensors", &[Grid { t: 3, h: 4, w: 6 }]);
+    check(
+        "qwen3_vl",
+        "reference.safetensors",
+        &[Grid { t: 3, h: 4, w: 6 }],
+    );
 }
 
 #[test]
 fn qwen2_5_vl_matches_transformers() {
-    check("qwen2_5_vl", "reference.safetensors", &[Grid { t: 3, h: 6, w: 8 }]);
+    check(
+        "qwen2_5_vl",
+        "reference.safetensors",
+        &[Grid { t: 3, h: 6, w: 8 }],
+    );
 }
 
 #[test]
@@ -80,7 +95,10 @@ fn padding_leaves_rows_unchanged(arch: &str) {
         .flat_map(|&i| batch_logits[(l + i) * v..(l + i + 1) * v].to_vec())
         .collect();
     let (diff, max_ref, _) = compare_logits(&row1, &alone_logits, &alone.attention_mask, v);
-    eprintln!("{arch}: padded row vs alone rel error {:.3e}", diff / max_ref);
+    eprintln!(
+        "{arch}: padded row vs alone rel error {:.3e}",
+        diff / max_ref
+    );
     assert!(diff / max_ref <= 1e-5, "{arch}: {:.3e}", diff / max_ref);
 
     // And the report through the library path agrees with the file.
@@ -100,7 +118,10 @@ fn qwen2_5_vl_padding_leaves_rows_unchanged() {
 
 #[test]
 fn vision_token_count_matches_the_prompt() {
-    for (arch, grid) in [("qwen3_vl", Grid { t: 3, h: 4, w: 6 }), ("qwen2_5_vl", Grid { t: 3, h: 6, w: 8 })] {
+    for (arch, grid) in [
+        ("qwen3_vl", Grid { t: 3, h: 4, w: 6 }),
+        ("qwen2_5_vl", Grid { t: 3, h: 6, w: 8 }),
+    ] {
         let dir = fixture(arch);
         let reference = Reference::read(&dir.join("reference.safetensors")).unwrap();
         let video_tokens = reference.token_types[0].iter().filter(|&&t| t == 2).count();
@@ -108,8 +129,14 @@ fn vision_token_count_matches_the_prompt() {
         assert_eq!(grid.tokens(2), video_tokens, "{arch}");
         let model = QwenVl::from_hf_dir(&dir, &Device::default()).unwrap();
         let (pixels, shape) = reference.pixel_values.clone().unwrap();
-        let video = burn::tensor::Tensor::from_data(burn::tensor::TensorData::new(pixels, shape), &Device::default());
+        let video = burn::tensor::Tensor::from_data(
+            burn::tensor::TensorData::new(pixels, shape),
+            &Device::default(),
+        );
         let out = model.model.visual.forward(video, &reference.grids);
-        assert_eq!(out.embeds.dims(), [video_tokens, model.config.text.hidden_size]);
+        assert_eq!(
+            out.embeds.dims(),
+            [video_tokens, model.config.text.hidden_size]
+        );
     }
 }

@@ -66,7 +66,9 @@ impl File<'_> {
                 .map(|c| i64::from(i32::from_le_bytes(c.try_into().unwrap_or([0; 4]))))
                 .collect(),
             Dtype::BOOL | Dtype::U8 => bytes.iter().map(|&b| i64::from(b)).collect(),
-            other => return Err(self.err(format!("{name}: dtype {other:?} is not an integer type"))),
+            other => {
+                return Err(self.err(format!("{name}: dtype {other:?} is not an integer type")));
+            }
         };
         Ok((values, view.shape().to_vec()))
     }
@@ -76,8 +78,12 @@ impl File<'_> {
             .tensors
             .tensor(name)
             .map_err(|e| self.err(format!("{name}: {e}")))?;
-        let values = to_f32(view.dtype(), view.data())
-            .ok_or_else(|| self.err(format!("{name}: dtype {:?} is not a float type", view.dtype())))?;
+        let values = to_f32(view.dtype(), view.data()).ok_or_else(|| {
+            self.err(format!(
+                "{name}: dtype {:?} is not a float type",
+                view.dtype()
+            ))
+        })?;
         Ok((values, view.shape().to_vec()))
     }
 
@@ -133,7 +139,11 @@ impl Reference {
             let (values, shape) = file.floats("pixel_values_videos")?;
             match shape.as_slice() {
                 [n, d] => Some((values, [*n, *d])),
-                _ => return Err(file.err(format!("pixel_values_videos: expected [N, D], found {shape:?}"))),
+                _ => {
+                    return Err(file.err(format!(
+                        "pixel_values_videos: expected [N, D], found {shape:?}"
+                    )));
+                }
             }
         } else {
             None
@@ -148,7 +158,10 @@ impl Reference {
             [rb, rl, v] if *rb == b && *rl == l => *v,
             _ => return Err(file.err(format!("logits: expected [{b}, {l}, V], found {shape:?}"))),
         };
-        for (name, rows) in [("attention_mask", attention_mask.len()), ("mm_token_type_ids", token_types.len())] {
+        for (name, rows) in [
+            ("attention_mask", attention_mask.len()),
+            ("mm_token_type_ids", token_types.len()),
+        ] {
             if rows != b {
                 return Err(file.err(format!("{name} has {rows} rows, input_ids {b}")));
             }
@@ -167,11 +180,14 @@ impl Reference {
 
     /// The model inputs, with the pixels on `device`.
     pub fn batch(&self, device: &Device) -> Batch {
-        let video = self.pixel_values.as_ref().map(|(values, shape)| VideoInput {
-            pixel_values: Tensor::from_data(TensorData::new(values.clone(), *shape), device),
-            grids: self.grids.clone(),
-            second_per_grid_ts: self.second_per_grid_ts.clone(),
-        });
+        let video = self
+            .pixel_values
+            .as_ref()
+            .map(|(values, shape)| VideoInput {
+                pixel_values: Tensor::from_data(TensorData::new(values.clone(), *shape), device),
+                grids: self.grids.clone(),
+                second_per_grid_ts: self.second_per_grid_ts.clone(),
+            });
         Batch {
             input_ids: self.input_ids.clone(),
             attention_mask: self.attention_mask.clone(),
@@ -227,7 +243,12 @@ pub fn compare_logits(
 
 /// Loads the HF model in `dir`, runs it on the reference inputs and reports
 /// the relative error of the logits. Prints nothing.
-pub fn check_model(dir: &Path, reference: &Path, tolerance: f64, device: &Device) -> Result<CheckReport> {
+pub fn check_model(
+    dir: &Path,
+    reference: &Path,
+    tolerance: f64,
+    device: &Device,
+) -> Result<CheckReport> {
     let model = QwenVl::from_hf_dir(dir, device)?;
     let reference_data = Reference::read(reference)?;
     check_loaded(&model, &reference_data, reference, tolerance, device)
@@ -254,8 +275,12 @@ pub fn check_loaded(
     let ours = logits
         .try_into_vec_as::<f32>()
         .map_err(|e| ModelError::Readback(format!("{e:?}")))?;
-    let (max_abs_diff, max_abs_reference, positions) =
-        compare_logits(&ours, &reference.logits, &reference.attention_mask, reference.vocab);
+    let (max_abs_diff, max_abs_reference, positions) = compare_logits(
+        &ours,
+        &reference.logits,
+        &reference.attention_mask,
+        reference.vocab,
+    );
     Ok(CheckReport {
         rel_error: max_abs_diff / max_abs_reference.max(f64::MIN_POSITIVE),
         max_abs_diff,

@@ -54,7 +54,9 @@ impl Activation {
             "silu" | "swish" => Ok(Activation::Silu),
             "gelu" => Ok(Activation::Gelu),
             "gelu_pytorch_tanh" | "gelu_new" => Ok(Activation::GeluTanh),
-            other => Err(ModelError::UnsupportedConfig(format!("hidden_act {other:?}"))),
+            other => Err(ModelError::UnsupportedConfig(format!(
+                "hidden_act {other:?}"
+            ))),
         }
     }
 }
@@ -290,7 +292,11 @@ impl QwenVlConfig {
                 v.out_hidden_size, t.hidden_size
             ));
         }
-        for &i in v.fullatt_block_indexes.iter().chain(&v.deepstack_visual_indexes) {
+        for &i in v
+            .fullatt_block_indexes
+            .iter()
+            .chain(&v.deepstack_visual_indexes)
+        {
             if i >= v.depth {
                 return bad(format!("vision block index {i} >= depth {}", v.depth));
             }
@@ -327,7 +333,10 @@ fn rope_of(raw: &RawText) -> Result<(f64, [usize; 3])> {
         (None, Some(s)) => (s.rope_theta.or(raw.rope_theta), s.mrope_section.clone()),
         (None, None) => (raw.rope_theta, None),
     };
-    for rope in [&raw.rope_parameters, &raw.rope_scaling].into_iter().flatten() {
+    for rope in [&raw.rope_parameters, &raw.rope_scaling]
+        .into_iter()
+        .flatten()
+    {
         if let Some(kind) = &rope.rope_type
             && kind != "default"
             && kind != "mrope"
@@ -406,7 +415,9 @@ fn vision_config(arch: Arch, raw: RawVision) -> Result<VisionConfig> {
             Arch::Qwen3Vl => 0,
         },
         fullatt_block_indexes: match arch {
-            Arch::Qwen25Vl => raw.fullatt_block_indexes.unwrap_or_else(|| vec![7, 15, 23, 31]),
+            Arch::Qwen25Vl => raw
+                .fullatt_block_indexes
+                .unwrap_or_else(|| vec![7, 15, 23, 31]),
             Arch::Qwen3Vl => Vec::new(),
         },
         tokens_per_second: raw.tokens_per_second.unwrap_or(4.0),
@@ -416,7 +427,9 @@ fn vision_config(arch: Arch, raw: RawVision) -> Result<VisionConfig> {
         },
         deepstack_visual_indexes: match arch {
             Arch::Qwen25Vl => Vec::new(),
-            Arch::Qwen3Vl => raw.deepstack_visual_indexes.unwrap_or_else(|| vec![8, 16, 24]),
+            Arch::Qwen3Vl => raw
+                .deepstack_visual_indexes
+                .unwrap_or_else(|| vec![8, 16, 24]),
         },
     })
 }

@@ -41,7 +41,9 @@ pub enum ModelError {
     Reference { path: PathBuf, message: String },
     #[error("invalid model input: {0}")]
     Input(String),
-    #[error("KV cache overflow: {cached} cached + {incoming} new tokens exceed the capacity {capacity}")]
+    #[error(
+        "KV cache overflow: {cached} cached + {incoming} new tokens exceed the capacity {capacity}"
+    )]
     CacheOverflow {
         cached: usize,
         incoming: usize,

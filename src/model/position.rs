@@ -89,10 +89,11 @@ pub fn rope_index(
     let mut next_group = groups.iter();
     let batch = token_types.len();
     let len = token_types.first().map_or(0, Vec::len);
-    let mut ids = [vec![vec![0i64; len]; batch], vec![vec![0i64; len]; batch], vec![
-        vec![0i64; len];
-        batch
-    ]];
+    let mut ids = [
+        vec![vec![0i64; len]; batch],
+        vec![vec![0i64; len]; batch],
+        vec![vec![0i64; len]; batch],
+    ];
     let mut next_position = Vec::with_capacity(batch);
     for (b, (types, mask)) in token_types.iter().zip(attention_mask).enumerate() {
         if types.len() != len || mask.len() != len {
@@ -148,7 +149,11 @@ pub fn rope_index(
             }
             i = end;
         }
-        let max = pos.iter().flat_map(|p| p.iter().copied()).max().unwrap_or(-1);
+        let max = pos
+            .iter()
+            .flat_map(|p| p.iter().copied())
+            .max()
+            .unwrap_or(-1);
         next_position.push(max + 1 - kept.len() as i64);
         for (k, &col) in kept.iter().enumerate() {
             for (axis, axis_ids) in ids.iter_mut().enumerate() {
@@ -337,7 +342,12 @@ mod tests {
         assert!((w[0] - 1.0).abs() < 1e-6);
         let last = &idx[12..16];
         let lw = &w[12..16];
-        let total: f32 = last.iter().zip(lw).filter(|(i, _)| **i == 15).map(|(_, w)| w).sum();
+        let total: f32 = last
+            .iter()
+            .zip(lw)
+            .filter(|(i, _)| **i == 15)
+            .map(|(_, w)| w)
+            .sum();
         assert!((total - 1.0).abs() < 1e-6);
     }
 }

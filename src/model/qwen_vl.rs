@@ -46,7 +46,10 @@ impl Batch {
     /// A text-only batch without padding.
     pub fn text(input_ids: Vec<Vec<i64>>) -> Self {
         let attention_mask = input_ids.iter().map(|r| vec![true; r.len()]).collect();
-        let token_types = input_ids.iter().map(|r| vec![TOKEN_TEXT; r.len()]).collect();
+        let token_types = input_ids
+            .iter()
+            .map(|r| vec![TOKEN_TEXT; r.len()])
+            .collect();
         Batch {
             input_ids,
             attention_mask,
@@ -86,7 +89,9 @@ impl Batch {
             }
         }
         if self.attention_mask.len() != self.rows() || self.token_types.len() != self.rows() {
-            return Err(ModelError::Input("ids, mask and types have different row counts".into()));
+            return Err(ModelError::Input(
+                "ids, mask and types have different row counts".into(),
+            ));
         }
         Ok(())
     }
@@ -168,7 +173,10 @@ impl QwenVl {
         let seconds: &[f32] = batch.video.as_ref().map_or(&[], |v| &v.second_per_grid_ts);
         let mut deepstack = None;
         if let Some(video) = &batch.video {
-            let out = self.model.visual.forward(video.pixel_values.clone(), &video.grids);
+            let out = self
+                .model
+                .visual
+                .forward(video.pixel_values.clone(), &video.grids);
             // Row r of the flattened embeddings takes visual token k at the
             // k-th video-token position: gather from [text rows; visual rows].
             let video_token = i64::from(self.config.video_token_id);
@@ -201,8 +209,15 @@ impl QwenVl {
                     features: out.deepstack,
                 });
             }
-        } else if batch.token_types.iter().flatten().any(|&t| t == TOKEN_VIDEO) {
-            return Err(ModelError::Input("video token types but no video input".into()));
+        } else if batch
+            .token_types
+            .iter()
+            .flatten()
+            .any(|&t| t == TOKEN_VIDEO)
+        {
+            return Err(ModelError::Input(
+                "video token types but no video input".into(),
+            ));
         }
 
         let positions = rope_index(

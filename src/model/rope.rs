@@ -104,13 +104,19 @@ mod tests {
 
     #[test]
     fn qwen25_sections_are_contiguous() {
-        assert_eq!(mrope_axes(Arch::Qwen25Vl, [2, 3, 3]), vec![0, 0, 1, 1, 1, 2, 2, 2]);
+        assert_eq!(
+            mrope_axes(Arch::Qwen25Vl, [2, 3, 3]),
+            vec![0, 0, 1, 1, 1, 2, 2, 2]
+        );
     }
 
     #[test]
     fn qwen3_sections_interleave() {
         // HF: h at 1, 4 (slice(1, 6, 3)); w at 2, 5 (slice(2, 6, 3)); t elsewhere.
-        assert_eq!(mrope_axes(Arch::Qwen3Vl, [4, 2, 2]), vec![0, 1, 2, 0, 1, 2, 0, 0]);
+        assert_eq!(
+            mrope_axes(Arch::Qwen3Vl, [4, 2, 2]),
+            vec![0, 1, 2, 0, 1, 2, 0, 0]
+        );
         // The real Qwen3-VL layout [24, 20, 20]: 24 t, 20 h, 20 w.
         let axes = mrope_axes(Arch::Qwen3Vl, [24, 20, 20]);
         assert_eq!(axes.iter().filter(|&&a| a == 0).count(), 24);

@@ -125,13 +125,7 @@ pub struct GatedMlp {
 }
 
 impl GatedMlp {
-    pub fn new(
-        d_model: usize,
-        d_ff: usize,
-        bias: bool,
-        act: Activation,
-        device: &Device,
-    ) -> Self {
+    pub fn new(d_model: usize, d_ff: usize, bias: bool, act: Activation, device: &Device) -> Self {
         GatedMlp {
             gate_proj: linear(d_model, d_ff, bias, device),
             up_proj: linear(d_model, d_ff, bias, device),

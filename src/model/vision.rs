@@ -12,7 +12,9 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::config::{Activation, Arch, VisionConfig};
 use super::layers::{LayerNorm, Norm, RmsNorm, activate, apply_rotary, linear};
-use super::position::{Grid, frame_segments, position_table_taps, vision_patch_coords, window_index};
+use super::position::{
+    Grid, frame_segments, position_table_taps, vision_patch_coords, window_index,
+};
 use super::rope::vision_rotary;
 use super::text::GatedMlp;
 
@@ -66,7 +68,9 @@ impl VisionAttention {
                     .reshape([count, len, self.num_heads, hd])
                     .swap_dims(1, 2) // [count, heads, len, hd]
             };
-            let scores = batch(&q).matmul(batch(&k).swap_dims(2, 3)).mul_scalar(scale);
+            let scores = batch(&q)
+                .matmul(batch(&k).swap_dims(2, 3))
+                .mul_scalar(scale);
             let out = softmax(scores, 3).matmul(batch(&v));
             outputs.push(out.swap_dims(1, 2).reshape([count * len, d]));
             i = j;
@@ -312,7 +316,12 @@ impl VisionModel {
 
     /// Qwen3-VL: bilinear resampling of the square position table to each
     /// frame's patch grid, `[N, D]`.
-    fn interpolated_positions(&self, table: &Embedding, grids: &[Grid], device: &Device) -> Tensor<2> {
+    fn interpolated_positions(
+        &self,
+        table: &Embedding,
+        grids: &[Grid],
+        device: &Device,
+    ) -> Tensor<2> {
         let side = (self.config.num_position_embeddings as f64).sqrt() as usize;
         let (indices, weights) = position_table_taps(grids, self.config.spatial_merge_size, side);
         let n = weights.len() / 4;

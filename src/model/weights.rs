@@ -77,7 +77,8 @@ pub fn layout_name(canonical: &str, layout: Layout) -> String {
 
 /// Module path -> canonical HF name (`mlp_0` -> `mlp.0`).
 fn hf_name(path: &str) -> String {
-    path.replace(".mlp_0.", ".mlp.0.").replace(".mlp_2.", ".mlp.2.")
+    path.replace(".mlp_0.", ".mlp.0.")
+        .replace(".mlp_2.", ".mlp.2.")
 }
 
 /// The safetensors files of a model directory: `model.safetensors`, or the
@@ -287,7 +288,11 @@ impl ModuleMapper for Loader<'_> {
 }
 
 pub(crate) fn to_f32(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
-    let pairs = || bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]));
+    let pairs = || {
+        bytes
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+    };
     match dtype {
         Dtype::F32 => Some(
             bytes
@@ -346,7 +351,8 @@ impl ModuleVisitor for Exporter<'_> {
         let values = match tensor.try_into_vec_as::<f32>() {
             Ok(v) => v,
             Err(e) => {
-                self.errors.push(ModelError::Readback(format!("{canonical}: {e:?}")));
+                self.errors
+                    .push(ModelError::Readback(format!("{canonical}: {e:?}")));
                 return;
             }
         };
@@ -380,7 +386,12 @@ pub fn export_hf<M: Module>(
     let io = |path: PathBuf| move |source| ModelError::Io { path, source };
     std::fs::create_dir_all(dir).map_err(io(dir.to_path_buf()))?;
     let v = &config.vision;
-    let kernel = [v.in_channels, v.temporal_patch_size, v.patch_size, v.patch_size];
+    let kernel = [
+        v.in_channels,
+        v.temporal_patch_size,
+        v.patch_size,
+        v.patch_size,
+    ];
     let mut exporter = Exporter {
         path: Vec::new(),
         layout: Layout::for_arch(config.arch),
@@ -423,8 +434,14 @@ mod tests {
     #[test]
     fn layouts_round_trip() {
         for (disk, canonical) in [
-            ("model.layers.0.mlp.up_proj.weight", "model.language_model.layers.0.mlp.up_proj.weight"),
-            ("model.embed_tokens.weight", "model.language_model.embed_tokens.weight"),
+            (
+                "model.layers.0.mlp.up_proj.weight",
+                "model.language_model.layers.0.mlp.up_proj.weight",
+            ),
+            (
+                "model.embed_tokens.weight",
+                "model.language_model.embed_tokens.weight",
+            ),
             ("visual.merger.mlp.0.bias", "model.visual.merger.mlp.0.bias"),
             ("lm_head.weight", "lm_head.weight"),
         ] {
@@ -445,6 +462,9 @@ mod tests {
 
     #[test]
     fn transpose_swaps_axes() {
-        assert_eq!(transpose(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 2, 3), vec![1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
+        assert_eq!(
+            transpose(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 2, 3),
+            vec![1.0, 4.0, 2.0, 5.0, 3.0, 6.0]
+        );
     }
 }
