@@ -9,12 +9,15 @@ pub mod checkpoint;
 pub mod config;
 pub mod jsonl;
 pub mod logging;
+pub mod optim;
 pub mod progress;
 pub mod rng;
 pub mod schedule;
+pub mod train_state;
 
 // Inputs: manifest rows → decoded frames → prompt tokens → the model.
 pub mod data;
+pub mod default_model;
 pub mod inputs;
 pub mod loader;
 pub mod model;
