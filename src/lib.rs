@@ -18,6 +18,7 @@ pub mod train_state;
 // Inputs: manifest rows → decoded frames → prompt tokens → the model.
 pub mod data;
 pub mod default_model;
+pub mod policy;
 pub mod inputs;
 pub mod loader;
 pub mod model;

@@ -7,6 +7,7 @@ use burn::tensor::Device;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use vgrpo::checkpoint::Resume;
 use vgrpo::config::{self, ConfigError};
 use vgrpo::video::{VideoConfig, inspect_video};
 
@@ -45,6 +46,15 @@ impl ConfigArgs {
 enum Command {
     /// Validate a config and print it with every default filled in.
     Config(ConfigArgs),
+    /// Run GRPO (writes runs/<name>/ and rollouts/<name>/cooloff.jsonl).
+    Train {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// `auto` continues from checkpoints/latest if there is one; a
+        /// path continues from that checkpoint directory.
+        #[arg(long, value_name = "auto|PATH")]
+        resume: Option<Resume>,
+    },
     /// Show what the model sees of a video: each sampled frame's time,
     /// slow/fast kind, size and visual tokens.
     Frames {
@@ -99,6 +109,25 @@ fn run(command: Command) -> anyhow::Result<()> {
             let cfg = args.load()?;
             print!("{}", cfg.to_toml());
         }
+        Command::Train { config, resume } => {
+            let cfg = config.load()?;
+            let interrupt = interrupt_flag()?;
+            let summary = vgrpo::grpo::trainer::train(
+                &cfg,
+                &resume.unwrap_or(Resume::No),
+                &Device::default(),
+                &interrupt,
+            )?;
+            if summary.interrupted {
+                println!(
+                    "interrupted after step {}; continue with --resume auto",
+                    summary.steps
+                );
+            } else if let Some(dir) = &summary.final_dir {
+                println!("trained {} steps; final model: {}", summary.steps, dir.display());
+            }
+            println!("cool-off data: {}", summary.cooloff.display());
+        }
         Command::Frames { video, sheet, json } => {
             let report = inspect_video(&video, &VideoConfig::default(), sheet.as_deref())?;
             if json {
@@ -135,4 +164,20 @@ fn run(command: Command) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A flag Ctrl-C sets: the trainer checkpoints at the next step boundary
+/// and exits. A second Ctrl-C kills the process at once.
+fn interrupt_flag() -> anyhow::Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let flag = Arc::new(AtomicBool::new(false));
+    let handler = Arc::clone(&flag);
+    ctrlc::set_handler(move || {
+        if handler.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupt: finishing the current step, then writing a checkpoint (Ctrl-C again to abort)");
+    })?;
+    Ok(flag)
 }

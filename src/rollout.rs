@@ -212,8 +212,14 @@ fn rows_to_host(logits: Tensor<3>) -> Result<Vec<Vec<f32>>, ModelError> {
     Ok(flat.chunks(v).take(b).map(<[f32]>::to_vec).collect())
 }
 
-/// Stacks prompts into one left-padded batch with their videos in order.
-fn left_padded_batch(prompts: &[GroupPrompt], tokens: &Tokens) -> Batch {
+/// Stacks prompts into one left-padded batch with their videos in order
+/// (row `i` of the batch is `prompts[i]`; the trainer repeats a prompt per
+/// rollout to teacher-force completions).
+pub fn left_padded_batch<'a>(
+    prompts: impl IntoIterator<Item = &'a GroupPrompt>,
+    tokens: &Tokens,
+) -> Batch {
+    let prompts: Vec<&GroupPrompt> = prompts.into_iter().collect();
     let len = prompts.iter().map(|p| p.ids.len()).max().unwrap_or(0);
     let video_pad = i64::from(tokens.video_pad);
     let mut batch = Batch {
@@ -222,7 +228,7 @@ fn left_padded_batch(prompts: &[GroupPrompt], tokens: &Tokens) -> Batch {
         token_types: Vec::with_capacity(prompts.len()),
         video: None,
     };
-    for p in prompts {
+    for p in &prompts {
         let pad = len - p.ids.len();
         let mut ids = vec![i64::from(tokens.pad); pad];
         ids.extend_from_slice(&p.ids);

@@ -3,8 +3,11 @@
 //! them lives beside them.
 
 pub mod advantage;
+pub mod config;
 pub mod kl_reward;
 pub mod loss;
+pub mod metrics;
+pub mod trainer;
 
 pub use advantage::{
     AdvantageConfig, AdvantageError, AdvantageScale, Advantages, group_advantages,

@@ -74,15 +74,16 @@ impl CompletionBatch {
     }
 }
 
-/// `[B, completion width]` log-probabilities of the completion tokens (0 at
-/// padding), differentiable when the model lives on an autodiff device.
-/// Only the positions that predict completion tokens go through the LM head.
-pub fn completion_logprobs(
+/// `[B, completion width, V]` logits (divided by `temperature`) at the
+/// positions that predict the completion tokens, differentiable when the
+/// model lives on an autodiff device. Only those positions go through the
+/// LM head.
+pub fn completion_logits(
     model: &QwenVl,
     input: &CompletionBatch,
     temperature: f64,
     device: &Device,
-) -> Result<Tensor<2>> {
+) -> Result<Tensor<3>> {
     if temperature <= 0.0 {
         return Err(ModelError::Input(format!(
             "temperature {temperature} must be positive"
@@ -94,20 +95,39 @@ pub fn completion_logprobs(
         ));
     }
     let hidden = model.forward_hidden(&input.batch, None, device)?; // [B, L, H]
-    let [b, l, _] = hidden.dims();
+    let [_, l, _] = hidden.dims();
     let width = l - input.prompt_len;
     // Position i predicts token i + 1: the last prompt position predicts the
     // first completion token.
     let predicting = hidden.narrow(1, input.prompt_len - 1, width);
-    let logits = model.logits(predicting).div_scalar(temperature); // [B, W, V]
-    let logp = log_softmax(logits, 2);
+    Ok(model.logits(predicting).div_scalar(temperature))
+}
+
+/// The completion tokens `[B, completion width]` as an index tensor.
+pub fn completion_targets(input: &CompletionBatch, device: &Device) -> Tensor<2, Int> {
+    let b = input.batch.rows();
+    let width = input.batch.len() - input.prompt_len;
     let targets: Vec<i64> = input
         .batch
         .input_ids
         .iter()
         .flat_map(|row| row[input.prompt_len..].iter().copied())
         .collect();
-    let targets = Tensor::<3, Int>::from_data(TensorData::new(targets, [b, width, 1]), device);
+    Tensor::from_data(TensorData::new(targets, [b, width]), device)
+}
+
+/// `[B, completion width]` log-probabilities of the completion tokens (0 at
+/// padding), differentiable when the model lives on an autodiff device.
+pub fn completion_logprobs(
+    model: &QwenVl,
+    input: &CompletionBatch,
+    temperature: f64,
+    device: &Device,
+) -> Result<Tensor<2>> {
+    let logits = completion_logits(model, input, temperature, device)?; // [B, W, V]
+    let [b, width, _] = logits.dims();
+    let logp = log_softmax(logits, 2);
+    let targets = completion_targets(input, device).reshape([b, width, 1]);
     let picked = logp.gather(2, targets).reshape([b, width]);
     Ok(picked * input.mask_tensor(device))
 }

@@ -1,0 +1,251 @@
+//! `[grpo]`: every knob of the GRPO stage, flat as a user writes it, and
+//! the typed component configs built from it.
+
+use super::advantage::{AdvantageConfig, AdvantageScale};
+use super::loss::{KlEstimator, LossAggregation, PolicyLossConfig};
+use crate::config::{Rules, Validate};
+use crate::reward::RewardConfig;
+use crate::rollout::RolloutConfig;
+use crate::sampling::SamplingConfig;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Where the KL to the reference enters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KlPlacement {
+    /// β·KL_t added to the per-token loss (GRPO, DeepSeekMath).
+    #[default]
+    Loss,
+    /// β·KL(sequence) subtracted from the reward before advantages (PPO
+    /// style, verl `use_kl_in_reward`).
+    Reward,
+}
+
+/// What happens to groups whose rewards are all equal (σ_g = 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ZeroStd {
+    /// Keep them with A = 0: they still carry the KL term.
+    #[default]
+    Keep,
+    /// Leave them out of the update (DAPO's dynamic sampling without the
+    /// refill: the step trains on fewer rollouts).
+    Filter,
+}
+
+/// How the loss is aggregated, as written in the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Aggregation {
+    #[default]
+    TokenMean,
+    SeqMeanTokenMean,
+    /// Dr. GRPO: normalised by `max_new_tokens`.
+    SeqMeanTokenSumNorm,
+}
+
+/// `[grpo]` settings. Defaults are the paper's where it gives them
+/// (G = 8, λ = 0.5, 32 steps) and verl/TRL's otherwise; `prompts_per_step`
+/// is small by default so the demo runs on a CPU (the paper: 32 × 8 = 256
+/// rollouts per step).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpoConfig {
+    /// Optimizer steps (one batch of prompts each).
+    pub steps: u64,
+    /// Videos × dimension prompts per step; each gets `group_size` rollouts.
+    pub prompts_per_step: usize,
+    /// G, rollouts per prompt.
+    pub group_size: usize,
+    /// Longest completion.
+    pub max_new_tokens: usize,
+    /// Sampling temperature of the rollouts (log-probs use logits / T).
+    pub temperature: f32,
+    pub top_p: f32,
+    /// 0 = no top-k limit.
+    pub top_k: usize,
+    /// λ in R = R_acc + λ·R_fmt.
+    pub format_weight: f32,
+    /// β, the KL weight (0 disables the KL term; KL is still measured).
+    pub kl_coef: f32,
+    pub kl_estimator: KlEstimator,
+    pub kl_placement: KlPlacement,
+    /// ε_low: ratios clip below at 1 − ε_low.
+    pub clip_low: f32,
+    /// ε_high: ratios clip above at 1 + ε_high (DAPO's clip-higher: 0.28).
+    pub clip_high: f32,
+    /// Dual-clip constant c > 1 (verl `clip_ratio_c`); unset = off.
+    pub dual_clip: Option<f32>,
+    pub advantage_scale: AdvantageScale,
+    pub advantage_epsilon: f32,
+    pub loss_aggregation: Aggregation,
+    /// μ, passes over each step's rollouts.
+    pub ppo_epochs: usize,
+    /// Rollouts per optimizer update; 0 = all of the step's rollouts.
+    pub mini_batch_size: usize,
+    pub zero_std: ZeroStd,
+    /// Freeze the vision tower (train the decoder only).
+    pub freeze_vision: bool,
+    /// The reference model: a HF directory; unset = the starting actor.
+    pub reference: Option<PathBuf>,
+    /// Checkpoint every N steps (0: only at the end and on Ctrl-C).
+    pub save_every: u64,
+    /// Complete checkpoints kept.
+    pub keep_last: usize,
+    /// Stop the run after this many non-finite updates in a row.
+    pub max_nonfinite: u32,
+    /// Directory of the cool-off data (`<dir>/<run>/cooloff.jsonl`).
+    pub rollouts_dir: PathBuf,
+}
+
+impl Default for GrpoConfig {
+    fn default() -> Self {
+        GrpoConfig {
+            steps: 32,
+            prompts_per_step: 8,
+            group_size: 8,
+            max_new_tokens: 64,
+            temperature: 1.0,
+            top_p: 1.0,
+            top_k: 0,
+            format_weight: 0.5,
+            kl_coef: 0.04,
+            kl_estimator: KlEstimator::K3,
+            kl_placement: KlPlacement::Loss,
+            clip_low: 0.2,
+            clip_high: 0.2,
+            dual_clip: None,
+            advantage_scale: AdvantageScale::Group,
+            advantage_epsilon: 1e-6,
+            loss_aggregation: Aggregation::TokenMean,
+            ppo_epochs: 1,
+            mini_batch_size: 0,
+            zero_std: ZeroStd::Keep,
+            freeze_vision: false,
+            reference: None,
+            save_every: 10,
+            keep_last: 2,
+            max_nonfinite: 3,
+            rollouts_dir: "rollouts".into(),
+        }
+    }
+}
+
+impl GrpoConfig {
+    pub fn rollout(&self) -> RolloutConfig {
+        RolloutConfig {
+            group_size: self.group_size,
+            max_new_tokens: self.max_new_tokens,
+            sampling: SamplingConfig {
+                temperature: self.temperature,
+                top_k: self.top_k,
+                top_p: self.top_p,
+            },
+        }
+    }
+
+    pub fn reward(&self) -> RewardConfig {
+        RewardConfig {
+            format_weight: self.format_weight,
+        }
+    }
+
+    pub fn advantage(&self) -> AdvantageConfig {
+        AdvantageConfig {
+            scale: self.advantage_scale,
+            epsilon: self.advantage_epsilon,
+        }
+    }
+
+    /// The policy loss; with the KL in the reward its loss weight is 0.
+    pub fn policy_loss(&self) -> PolicyLossConfig {
+        PolicyLossConfig {
+            clip_low: self.clip_low,
+            clip_high: self.clip_high,
+            dual_clip: self.dual_clip,
+            kl_coef: match self.kl_placement {
+                KlPlacement::Loss => self.kl_coef,
+                KlPlacement::Reward => 0.0,
+            },
+            kl_estimator: self.kl_estimator,
+            aggregation: match self.loss_aggregation {
+                Aggregation::TokenMean => LossAggregation::TokenMean,
+                Aggregation::SeqMeanTokenMean => LossAggregation::SeqMeanTokenMean,
+                Aggregation::SeqMeanTokenSumNorm => LossAggregation::SeqMeanTokenSumNorm {
+                    max_len: self.max_new_tokens,
+                },
+            },
+        }
+    }
+
+    /// Rollouts per optimizer update.
+    pub fn update_size(&self) -> usize {
+        let all = self.prompts_per_step * self.group_size;
+        if self.mini_batch_size == 0 {
+            all
+        } else {
+            self.mini_batch_size.min(all)
+        }
+    }
+}
+
+impl Validate for GrpoConfig {
+    fn validate(&self, p: &str, rules: &mut Rules) {
+        let key = |k: &str| format!("{p}.{k}");
+        rules.check(self.steps >= 1, &key("steps"), || {
+            format!("steps must be ≥ 1, got {}", self.steps)
+        });
+        rules.check(self.prompts_per_step >= 1, &key("prompts_per_step"), || {
+            format!("prompts_per_step must be ≥ 1, got {}", self.prompts_per_step)
+        });
+        self.rollout().validate(p, rules);
+        rules.check(
+            self.format_weight.is_finite() && self.format_weight >= 0.0,
+            &key("format_weight"),
+            || format!("format_weight must be ≥ 0, got {}", self.format_weight),
+        );
+        if let Err(e) = self.policy_loss().validate() {
+            rules.check(false, &key(policy_key(&e.to_string())), || e.to_string());
+        }
+        rules.check(
+            self.kl_coef.is_finite() && self.kl_coef >= 0.0,
+            &key("kl_coef"),
+            || format!("kl_coef must be ≥ 0, got {}", self.kl_coef),
+        );
+        rules.check(
+            self.advantage_epsilon.is_finite() && self.advantage_epsilon >= 0.0,
+            &key("advantage_epsilon"),
+            || format!("advantage_epsilon must be ≥ 0, got {}", self.advantage_epsilon),
+        );
+        rules.check(self.ppo_epochs >= 1, &key("ppo_epochs"), || {
+            format!("ppo_epochs must be ≥ 1, got {}", self.ppo_epochs)
+        });
+        let all = self.prompts_per_step * self.group_size;
+        rules.check_keys(
+            self.mini_batch_size == 0 || all.is_multiple_of(self.mini_batch_size),
+            &[&key("mini_batch_size"), &key("prompts_per_step")],
+            || {
+                format!(
+                    "mini_batch_size must divide the step's {} rollouts \
+                     (prompts_per_step {} × group_size {}) or be 0 (= all), got {}",
+                    all, self.prompts_per_step, self.group_size, self.mini_batch_size
+                )
+            },
+        );
+        rules.check(self.keep_last >= 1, &key("keep_last"), || {
+            format!("keep_last must be ≥ 1, got {}", self.keep_last)
+        });
+        rules.check(self.max_nonfinite >= 1, &key("max_nonfinite"), || {
+            format!("max_nonfinite must be ≥ 1, got {}", self.max_nonfinite)
+        });
+    }
+}
+
+/// The config key a policy-loss rule names (its messages start with it).
+fn policy_key(message: &str) -> &'static str {
+    ["clip_low", "clip_high", "dual_clip", "kl_coef"]
+        .into_iter()
+        .find(|k| message.contains(&format!("setting {k} ")))
+        .unwrap_or("max_new_tokens")
+}

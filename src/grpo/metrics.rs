@@ -1,0 +1,80 @@
+//! One row of `metrics.jsonl` per GRPO step, with verl's and TRL's names.
+
+use serde::{Deserialize, Serialize};
+
+/// Seconds spent in each stage of a step (verl's `timing_s/*`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct StageSeconds {
+    /// Waiting for the decoded batch (0 when the workers kept ahead).
+    pub data: f64,
+    /// Rollout generation (verl `timing_s/gen`).
+    #[serde(rename = "gen")]
+    pub generate: f64,
+    pub reward: f64,
+    pub old_log_prob: f64,
+    #[serde(rename = "ref")]
+    pub reference: f64,
+    pub adv: f64,
+    pub update_actor: f64,
+    /// The whole step (checkpoint writes excluded).
+    pub step: f64,
+}
+
+/// Everything measured in one step. Timing fields differ between runs;
+/// everything else is a pure function of the config, the seed and the
+/// step, which the exact-resume test checks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepMetrics {
+    pub step: u64,
+    pub epoch: u64,
+    /// Prompts in the batch (videos that failed to decode are left out).
+    pub prompts: usize,
+    pub skipped_videos: usize,
+    #[serde(rename = "reward/mean")]
+    pub reward_mean: f32,
+    #[serde(rename = "reward/std")]
+    pub reward_std: f32,
+    /// Mean R_acc: the fraction of rollouts with the right rating.
+    #[serde(rename = "reward/acc")]
+    pub reward_acc: f32,
+    /// Mean R_fmt (unweighted): the fraction that follows the format.
+    #[serde(rename = "reward/fmt")]
+    pub reward_fmt: f32,
+    pub frac_reward_zero_std: f32,
+    pub pg_loss: f32,
+    /// Token-mean KL to the reference (measured whatever β is).
+    pub kl: f32,
+    pub entropy: f32,
+    #[serde(rename = "clip_ratio/low")]
+    pub clip_ratio_low: f32,
+    #[serde(rename = "clip_ratio/high")]
+    pub clip_ratio_high: f32,
+    pub clip_ratio: f32,
+    pub grad_norm: f64,
+    pub lr: f64,
+    /// Optimizer updates applied this step (μ × mini-batches, minus skips).
+    pub updates: usize,
+    /// Updates skipped for a non-finite gradient.
+    pub skipped_updates: usize,
+    #[serde(rename = "response_length/mean")]
+    pub response_length_mean: f32,
+    /// Fraction of rollouts cut at `max_new_tokens`.
+    #[serde(rename = "response_length/clip_ratio")]
+    pub response_length_clip_ratio: f32,
+    /// Rollouts appended to the cool-off data this step.
+    pub cooloff_rows: usize,
+    pub tokens_per_s: f64,
+    #[serde(rename = "timing_s")]
+    pub timing: StageSeconds,
+}
+
+impl StepMetrics {
+    /// The row without its wall-clock fields (for comparing runs).
+    pub fn without_timing(&self) -> StepMetrics {
+        StepMetrics {
+            timing: StageSeconds::default(),
+            tokens_per_s: 0.0,
+            ..self.clone()
+        }
+    }
+}

@@ -1,0 +1,646 @@
+//! The GRPO loop: one step per batch of prompts, in verl's stage names
+//! `gen → reward → old_log_prob → ref → adv → update_actor →
+//! save_checkpoint`.
+//!
+//! The math lives in pure functions beside this file ([`super::advantage`],
+//! [`super::loss`], [`crate::reward`]); this module only orchestrates them,
+//! keeps the state a resume needs in [`TrainState`], and writes the run's
+//! files: `metrics.jsonl`, checkpoints, the cool-off data and `final/`.
+//!
+//! Devices: the actor lives on the autodiff device and is trained there;
+//! rollouts and the `old` log-probs use its `valid()` snapshot (plain
+//! device, no graph); the reference is a frozen plain-device copy of the
+//! starting actor (or `grpo.reference`). Decoding of the next batches runs
+//! on worker threads while the model updates ([`TrainLoader`]).
+
+use super::advantage::group_advantages;
+use super::config::{KlPlacement, ZeroStd};
+use super::kl_reward::{penalise_rewards, sequence_kl};
+use super::loss::{PolicyLossInputs, policy_loss};
+use super::metrics::{StageSeconds, StepMetrics};
+use crate::checkpoint::{CheckpointDir, Resume};
+use crate::config::Config;
+use crate::cooloff::{CoolOffRow, Provenance};
+use crate::data::{BatchCursor, Manifest, Rating, Split};
+use crate::inputs::{Example, InputSpec};
+use crate::jsonl::JsonlWriter;
+use crate::loader::{Preparer, TrainLoader};
+use crate::logits::{masked_mean, token_entropy, token_log_probs};
+use crate::model::QwenVl;
+use crate::model::logprob::{CompletionBatch, completion_logits, completion_logprobs, completion_targets};
+use crate::optim::{Optimizer, StepOutcome, freeze_vision};
+use crate::policy::{ModelConfig, export};
+use crate::progress::Progress;
+use crate::reward::judge_completion;
+use crate::rng::Rng;
+use crate::rollout::{FinishReason, GroupPrompt, Rollout, Tokens, generate, left_padded_batch};
+use crate::text::prompt::user_prompt;
+use crate::text::{AnswerOrder, Tokenizer};
+use crate::train_state::{self, Snapshot, TrainState};
+use burn::module::Module;
+use burn::optim::GradientsParams;
+use burn::tensor::{Bool, Device, Tensor, TensorData};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+/// Why a run stopped early or could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(
+        "run directory {0} already has a run (metrics.jsonl exists); continue it with \
+         `--resume auto`, or pick another `run.name`"
+    )]
+    RunExists(PathBuf),
+    #[error(
+        "checkpoint {dir} was written with seed {found}, this run has seed {expected}: \
+         resuming would not reproduce the run"
+    )]
+    SeedMismatch {
+        dir: PathBuf,
+        found: u64,
+        expected: u64,
+    },
+    #[error("every video of step {step} failed to load; see the warnings above")]
+    EmptyBatch { step: u64 },
+    #[error(
+        "{count} non-finite updates in a row (grpo.max_nonfinite = {max}) at step {step}: \
+         lower optim.lr or check the data"
+    )]
+    NonFinite { count: u32, max: u32, step: u64 },
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Manifest(#[from] crate::data::ManifestError),
+    #[error(transparent)]
+    Cursor(#[from] crate::data::CursorError),
+    #[error(transparent)]
+    Load(#[from] crate::policy::LoadError),
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    #[error(transparent)]
+    State(#[from] crate::train_state::TrainStateError),
+    #[error(transparent)]
+    Jsonl(#[from] crate::jsonl::JsonlError),
+    #[error(transparent)]
+    Optim(#[from] crate::optim::OptimError),
+    #[error(transparent)]
+    Loss(#[from] super::loss::PolicyLossError),
+    #[error(transparent)]
+    Advantage(#[from] super::advantage::AdvantageError),
+    #[error(transparent)]
+    KlReward(#[from] super::kl_reward::KlRewardError),
+    #[error(transparent)]
+    Tokenizer(#[from] crate::text::TokenizerError),
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainSummary {
+    pub run_dir: PathBuf,
+    /// Steps completed (the total when finished).
+    pub steps: u64,
+    /// True when stopped by Ctrl-C (a checkpoint was written).
+    pub interrupted: bool,
+    /// The HF export of the final actor (absent when interrupted).
+    pub final_dir: Option<PathBuf>,
+    pub cooloff: PathBuf,
+}
+
+/// One rollout with its reward, ready for the update.
+struct Scored {
+    rollout: Rollout,
+    /// Index of its prompt in the step's batch.
+    prompt: usize,
+    label: Rating,
+    acc: f32,
+    fmt: f32,
+    reward: f32,
+    /// The well-formed answer, when the completion parsed.
+    answer: Option<crate::text::Answer>,
+}
+
+/// Runs (or resumes) GRPO as `config` describes. `interrupt` is polled
+/// between steps: when set, the run checkpoints and returns.
+pub fn train(
+    config: &Config,
+    resume: &Resume,
+    device: &Device,
+    interrupt: &AtomicBool,
+) -> Result<TrainSummary, TrainError> {
+    let g = &config.grpo;
+    let seed = config.run.seed;
+    let run_dir = config.run.dir();
+    let checkpoints = CheckpointDir::new(run_dir.join("checkpoints"), g.keep_last);
+    let start = checkpoints.resolve(resume)?;
+    let metrics_path = run_dir.join("metrics.jsonl");
+    if start.is_none() && metrics_path.exists() {
+        return Err(TrainError::RunExists(run_dir));
+    }
+    config.write_resolved(&run_dir)?;
+
+    let manifest = Arc::new(Manifest::load(&config.data.manifest)?);
+    let train_rows: Vec<usize> = (0..manifest.rows.len())
+        .filter(|&i| manifest.rows[i].split != Some(Split::Test))
+        .collect();
+    let scale = config.data.mos_scale();
+
+    // Actor (trained), reference (frozen starting point).
+    let train_device = device.clone().autodiff();
+    let loaded = config.model.load(seed, &train_device)?;
+    let config_json = loaded.config_json;
+    let reference: QwenVl = match &g.reference {
+        Some(dir) => {
+            ModelConfig {
+                path: Some(dir.clone()),
+                ..ModelConfig::default()
+            }
+            .load(seed, device)?
+            .model
+        }
+        None => loaded.model.valid(),
+    };
+    let optimizer = Optimizer::new(&config.optim);
+    let (actor, mut optimizer, mut state) = match &start {
+        Some(dir) => {
+            log::info!("resuming from {}", dir.display());
+            let restored = train_state::load(dir, loaded.model, optimizer)?;
+            if restored.state.seed != seed {
+                return Err(TrainError::SeedMismatch {
+                    dir: dir.clone(),
+                    found: restored.state.seed,
+                    expected: seed,
+                });
+            }
+            (restored.actor, restored.optimizer, restored.state)
+        }
+        None => (loaded.model, optimizer, TrainState::fresh(seed)),
+    };
+    let mut actor = if g.freeze_vision {
+        freeze_vision(actor)
+    } else {
+        actor
+    };
+    let tokenizer = Arc::new(loaded.tokenizer);
+    let special = tokenizer.special().clone();
+    let tokens = Tokens {
+        stop: special.stop_ids().to_vec(),
+        pad: special.endoftext,
+        video_pad: special.video_pad,
+    };
+
+    let spec = Arc::new(InputSpec::new(&actor.config, &config.video));
+    let preparer = Preparer {
+        manifest: Arc::clone(&manifest),
+        spec,
+        tokenizer: Arc::clone(&tokenizer),
+        order: AnswerOrder::ThinkFirst,
+    };
+    let p = g.prompts_per_step;
+    let cursor = BatchCursor::resume(seed, train_rows.len(), p, state.data)?;
+    let mut loader = TrainLoader::new(
+        preparer,
+        train_rows,
+        cursor,
+        p,
+        config.video.workers,
+        config.video.queue_depth,
+    );
+
+    let cooloff_path = g.rollouts_dir.join(&config.run.name).join("cooloff.jsonl");
+    let resumed = start.is_some();
+    let mut metrics_log = open_log(&metrics_path, resumed, state.metrics_len)?;
+    let mut cooloff_log = open_log(&cooloff_path, resumed, state.cooloff_len)?;
+
+    let schedule = config.optim.to_schedule();
+    let rollout_cfg = g.rollout();
+    let loss_cfg = g.policy_loss();
+    let on_policy = g.ppo_epochs == 1 && g.update_size() == p * g.group_size;
+    log::info!(
+        "grpo: {} steps × {p} prompts × G = {}, model {}, run dir {}",
+        g.steps,
+        g.group_size,
+        config.model.describe(),
+        run_dir.display()
+    );
+    let progress = Progress::new("grpo", g.steps, state.step);
+
+    while state.step < g.steps {
+        if interrupt.load(Ordering::SeqCst) {
+            break;
+        }
+        let step_started = Instant::now();
+        let mut timing = StageSeconds::default();
+        let step = state.step + 1;
+        let epoch = loader.cursor().epoch;
+
+        // Data: decoded on worker threads, usually ready already.
+        let t = Instant::now();
+        let (examples, failed) = loader.next_batch();
+        for e in &failed {
+            log::warn!("skipping a video: {e}");
+        }
+        if examples.is_empty() {
+            return Err(TrainError::EmptyBatch { step });
+        }
+        timing.data = t.elapsed().as_secs_f64();
+
+        // gen: G rollouts per prompt from the current policy.
+        let t = Instant::now();
+        let policy = actor.valid();
+        let prompts: Vec<GroupPrompt> = examples
+            .iter()
+            .enumerate()
+            .map(|(i, e)| GroupPrompt {
+                group: (step - 1) * p as u64 + i as u64,
+                ids: e.prompt_ids.iter().map(|&id| i64::from(id)).collect(),
+                video: Some(e.video.to_input(device)),
+            })
+            .collect();
+        let base = Rng::new(state.rng.rollout.next_u64());
+        let (rollouts, gen_stats) =
+            generate(&policy, &prompts, &rollout_cfg, &tokens, &base, device)?;
+        timing.generate = t.elapsed().as_secs_f64();
+
+        // reward: parse every completion, R = R_acc + λ·R_fmt.
+        let t = Instant::now();
+        let reward_cfg = g.reward();
+        let g_size = g.group_size;
+        let scored: Vec<Scored> = rollouts
+            .into_iter()
+            .enumerate()
+            .map(|(i, rollout)| {
+                let prompt = i / g_size;
+                let label = scale.rating(examples[prompt].row.mos);
+                let text = completion_text(&tokenizer, &rollout)?;
+                let judged =
+                    judge_completion(&text, AnswerOrder::ThinkFirst, label, &reward_cfg);
+                Ok(Scored {
+                    prompt,
+                    label,
+                    acc: judged.reward.acc,
+                    fmt: judged.reward.fmt,
+                    reward: judged.reward.total,
+                    answer: judged.answer.ok(),
+                    rollout,
+                })
+            })
+            .collect::<Result<_, TrainError>>()?;
+        timing.reward = t.elapsed().as_secs_f64();
+
+        // Teacher-forcing inputs: each rollout after its own prompt.
+        let row_prompts: Vec<&GroupPrompt> = scored.iter().map(|s| &prompts[s.prompt]).collect();
+        let completions: Vec<Vec<i64>> = scored
+            .iter()
+            .map(|s| s.rollout.tokens.iter().map(|&t| i64::from(t)).collect())
+            .collect();
+        let temperature = f64::from(g.temperature.max(f32::EPSILON));
+        let batch_of = |rows: &[usize]| -> Result<CompletionBatch, TrainError> {
+            let prompts = rows.iter().map(|&r| row_prompts[r]);
+            let batch = left_padded_batch(prompts, &tokens);
+            let comps: Vec<Vec<i64>> = rows.iter().map(|&r| completions[r].clone()).collect();
+            Ok(CompletionBatch::new(&batch, &comps, i64::from(tokens.pad))?)
+        };
+        let all_rows: Vec<usize> = (0..scored.len()).collect();
+        let full = batch_of(&all_rows)?;
+
+        // old_log_prob: skipped on-policy (ρ = 1 exactly; the update uses the
+        // detached current log-probs), unless the KL goes into the reward.
+        let t = Instant::now();
+        let need_old = !on_policy || g.kl_placement == KlPlacement::Reward;
+        let old_all = if need_old {
+            Some(completion_logprobs(&policy, &full, temperature, device)?)
+        } else {
+            None
+        };
+        timing.old_log_prob = t.elapsed().as_secs_f64();
+
+        // ref: the frozen reference's log-probs of the same tokens.
+        let t = Instant::now();
+        let ref_all = completion_logprobs(&reference, &full, temperature, device)?;
+        timing.reference = t.elapsed().as_secs_f64();
+        let mask_all = bool_mask(&full.completion_mask, device);
+
+        // adv: group-relative advantages (KL penalty first if in reward).
+        let t = Instant::now();
+        let rewards: Vec<f32> = scored.iter().map(|s| s.reward).collect();
+        let rewards = match (g.kl_placement, &old_all) {
+            (KlPlacement::Reward, Some(old)) => {
+                let kl = sequence_kl(old.clone(), ref_all.clone(), mask_all.clone(), g.kl_estimator)?;
+                penalise_rewards(&rewards, &kl, g.kl_coef)?
+            }
+            _ => rewards,
+        };
+        let adv = group_advantages(&rewards, g_size, &g.advantage())?;
+        let mut update_rows: Vec<usize> = match g.zero_std {
+            ZeroStd::Keep => all_rows.clone(),
+            ZeroStd::Filter => all_rows
+                .iter()
+                .copied()
+                .filter(|&r| !adv.zero_std[r / g_size])
+                .collect(),
+        };
+        timing.adv = t.elapsed().as_secs_f64();
+
+        // update_actor: μ passes of mini-batch updates.
+        let t = Instant::now();
+        let lr = schedule.lr_at(step - 1, g.steps);
+        let mut acc = UpdateAccumulator::default();
+        let chunk = g.update_size().min(update_rows.len().max(1));
+        for _ in 0..g.ppo_epochs {
+            if update_rows.len() > chunk {
+                state.rng.update.shuffle(&mut update_rows);
+            }
+            for rows in update_rows.chunks(chunk) {
+                let cb = batch_of(rows)?;
+                let logits = completion_logits(&actor, &cb, temperature, &train_device)?;
+                let targets = completion_targets(&cb, &train_device);
+                let mask = bool_mask(&cb.completion_mask, &train_device);
+                let log_probs = token_log_probs(logits.clone(), targets, 1.0);
+                let entropy = masked_mean(token_entropy(logits.detach(), 1.0), mask.clone());
+                let pick = |all: &Tensor<2>| select_rows(all, rows, &train_device);
+                let old = match &old_all {
+                    Some(old) if !on_policy => pick(old),
+                    _ => log_probs.clone().detach(),
+                };
+                let advantages = Tensor::<1>::from_data(
+                    TensorData::new(rows.iter().map(|&r| adv.values[r]).collect(), [rows.len()]),
+                    &train_device,
+                );
+                let out = policy_loss(
+                    PolicyLossInputs {
+                        log_probs,
+                        old_log_probs: old,
+                        ref_log_probs: Some(pick(&ref_all)),
+                        advantages,
+                        response_mask: mask,
+                    },
+                    &loss_cfg,
+                )?;
+                let grads = GradientsParams::from_grads(out.loss.backward(), &actor);
+                let (updated, outcome) = optimizer.step(actor, grads, lr)?;
+                actor = updated;
+                acc.add(&out.metrics, scalar(entropy), outcome);
+                match outcome {
+                    StepOutcome::Applied(_) => state.consecutive_non_finite = 0,
+                    StepOutcome::SkippedNonFinite { grad_norm } => {
+                        state.consecutive_non_finite += 1;
+                        state.total_non_finite += 1;
+                        log::warn!("step {step}: non-finite gradient norm {grad_norm}, update skipped");
+                        if state.consecutive_non_finite >= g.max_nonfinite {
+                            return Err(TrainError::NonFinite {
+                                count: state.consecutive_non_finite,
+                                max: g.max_nonfinite,
+                                step,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        timing.update_actor = t.elapsed().as_secs_f64();
+
+        // Cool-off data: every correct, well-formed rollout, rating-first.
+        let mut cooloff_rows = 0;
+        for s in scored.iter().filter(|s| s.acc == 1.0 && s.fmt == 1.0) {
+            let Some(answer) = &s.answer else { continue };
+            let e: &Example = &examples[s.prompt];
+            let row = CoolOffRow::new(
+                &user_prompt(e.row.dimension, &e.row.prompt, AnswerOrder::RatingFirst),
+                answer.render(AnswerOrder::RatingFirst),
+                Provenance {
+                    id: e.row.id.clone(),
+                    video: manifest.video_path(&e.row),
+                    dimension: e.row.dimension,
+                    label: s.label,
+                    reward: s.reward,
+                    step,
+                    group: s.rollout.group,
+                    sample: s.rollout.sample,
+                },
+            );
+            cooloff_log.append(&row)?;
+            cooloff_rows += 1;
+        }
+
+        let metrics = step_metrics(
+            step,
+            epoch,
+            &examples,
+            failed.len(),
+            &scored,
+            &rewards,
+            adv.frac_reward_zero_std,
+            &acc,
+            lr,
+            g.max_new_tokens,
+            cooloff_rows,
+            gen_stats.generated_tokens as f64 / timing.generate.max(1e-9),
+        );
+        state.step = step;
+        state.data = loader.cursor();
+
+        timing.step = step_started.elapsed().as_secs_f64();
+        let metrics = StepMetrics { timing, ..metrics };
+
+        // save_checkpoint (periodic and final). The row goes into the log
+        // first, so the checkpoint commits it.
+        metrics_log.append(&metrics)?;
+        if step == g.steps || (g.save_every > 0 && step.is_multiple_of(g.save_every)) {
+            let t = Instant::now();
+            save(&checkpoints, &actor, &config_json, &optimizer, &mut state, &mut metrics_log, &mut cooloff_log)?;
+            log::debug!("step {step}: checkpoint written in {:.2}s", t.elapsed().as_secs_f64());
+        }
+        progress.step(&format!(
+            "reward {:.3} acc {:.2} kl {:.4}",
+            metrics.reward_mean, metrics.reward_acc, metrics.kl
+        ));
+    }
+    progress.finish();
+
+    let interrupted = state.step < g.steps;
+    if interrupted {
+        log::info!("interrupted at step {}: writing a checkpoint", state.step);
+        save(&checkpoints, &actor, &config_json, &optimizer, &mut state, &mut metrics_log, &mut cooloff_log)?;
+    }
+    let final_dir = if interrupted {
+        None
+    } else {
+        let dir = run_dir.join("final");
+        export(&actor.valid(), &config_json, &tokenizer, &dir)?;
+        Some(dir)
+    };
+    Ok(TrainSummary {
+        run_dir,
+        steps: state.step,
+        interrupted,
+        final_dir,
+        cooloff: cooloff_path,
+    })
+}
+
+/// Syncs both logs, commits their lengths into the state and writes the
+/// checkpoint, so a resume continues exactly after the last logged step.
+fn save(
+    checkpoints: &CheckpointDir,
+    actor: &QwenVl,
+    config_json: &str,
+    optimizer: &Optimizer,
+    state: &mut TrainState,
+    metrics_log: &mut JsonlWriter,
+    cooloff_log: &mut JsonlWriter,
+) -> Result<(), TrainError> {
+    metrics_log.sync()?;
+    cooloff_log.sync()?;
+    state.metrics_len = metrics_log.len();
+    state.cooloff_len = cooloff_log.len();
+    let snapshot = Snapshot {
+        actor,
+        model_config_json: config_json,
+        optimizer,
+        state,
+    };
+    checkpoints.save(state.step, |dir| train_state::save(dir, &snapshot))?;
+    Ok(())
+}
+
+/// A fresh log, or the resumed one cut back to its committed length.
+fn open_log(path: &Path, resumed: bool, committed: u64) -> Result<JsonlWriter, TrainError> {
+    Ok(if resumed {
+        JsonlWriter::resume(path, committed)?
+    } else {
+        JsonlWriter::create(path)?
+    })
+}
+
+/// The completion as text, without its stop token.
+fn completion_text(tokenizer: &Tokenizer, rollout: &Rollout) -> Result<String, TrainError> {
+    let body = match rollout.finish {
+        FinishReason::Stop => &rollout.tokens[..rollout.tokens.len().saturating_sub(1)],
+        FinishReason::Length => &rollout.tokens[..],
+    };
+    Ok(tokenizer.decode(body, false)?)
+}
+
+fn bool_mask(mask: &[Vec<bool>], device: &Device) -> Tensor<2, Bool> {
+    let rows = mask.len();
+    let width = mask.first().map_or(0, Vec::len);
+    let flat: Vec<bool> = mask.iter().flatten().copied().collect();
+    Tensor::from_data(TensorData::new(flat, [rows, width]), device)
+}
+
+/// Rows `rows` of a `[B, T]` tensor, moved to `device`.
+fn select_rows(all: &Tensor<2>, rows: &[usize], device: &Device) -> Tensor<2> {
+    let [_, width] = all.dims();
+    let index: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
+    let index = Tensor::<1, burn::tensor::Int>::from_data(
+        TensorData::new(index, [rows.len()]),
+        &all.device(),
+    );
+    let picked = all.clone().select(0, index);
+    let data = picked.into_data();
+    Tensor::<2>::from_data(data, device).reshape([rows.len(), width])
+}
+
+fn scalar(t: Tensor<1>) -> f32 {
+    t.into_scalar::<f32>()
+}
+
+/// Means of the per-update loss metrics over a step.
+#[derive(Default)]
+struct UpdateAccumulator {
+    n: usize,
+    pg_loss: f64,
+    kl: f64,
+    entropy: f64,
+    clip_low: f64,
+    clip_high: f64,
+    grad_norm: f64,
+    applied: usize,
+    skipped: usize,
+}
+
+impl UpdateAccumulator {
+    fn add(
+        &mut self,
+        m: &super::loss::PolicyLossMetrics,
+        entropy: f32,
+        outcome: StepOutcome,
+    ) {
+        self.n += 1;
+        self.pg_loss += f64::from(m.pg_loss);
+        self.kl += f64::from(m.kl.unwrap_or(0.0));
+        self.entropy += f64::from(entropy);
+        self.clip_low += f64::from(m.clip_ratio_low);
+        self.clip_high += f64::from(m.clip_ratio_high);
+        match outcome {
+            StepOutcome::Applied(s) => {
+                self.applied += 1;
+                self.grad_norm += s.grad_norm;
+            }
+            StepOutcome::SkippedNonFinite { .. } => self.skipped += 1,
+        }
+    }
+
+    fn mean(&self, total: f64) -> f32 {
+        (total / self.n.max(1) as f64) as f32
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn step_metrics(
+    step: u64,
+    epoch: u64,
+    examples: &[Example],
+    skipped_videos: usize,
+    scored: &[Scored],
+    rewards: &[f32],
+    frac_reward_zero_std: f32,
+    acc: &UpdateAccumulator,
+    lr: f64,
+    max_new_tokens: usize,
+    cooloff_rows: usize,
+    tokens_per_s: f64,
+) -> StepMetrics {
+    let n = scored.len().max(1) as f64;
+    let mean = |f: &dyn Fn(&Scored) -> f64| scored.iter().map(f).sum::<f64>() / n;
+    let reward_mean = rewards.iter().map(|&r| f64::from(r)).sum::<f64>() / n;
+    let reward_var = rewards
+        .iter()
+        .map(|&r| (f64::from(r) - reward_mean).powi(2))
+        .sum::<f64>()
+        / (n - 1.0).max(1.0);
+    StepMetrics {
+        step,
+        epoch,
+        prompts: examples.len(),
+        skipped_videos,
+        reward_mean: reward_mean as f32,
+        reward_std: reward_var.sqrt() as f32,
+        reward_acc: mean(&|s| f64::from(s.acc)) as f32,
+        reward_fmt: mean(&|s| f64::from(s.fmt)) as f32,
+        frac_reward_zero_std,
+        pg_loss: acc.mean(acc.pg_loss),
+        kl: acc.mean(acc.kl),
+        entropy: acc.mean(acc.entropy),
+        clip_ratio_low: acc.mean(acc.clip_low),
+        clip_ratio_high: acc.mean(acc.clip_high),
+        clip_ratio: acc.mean(acc.clip_low + acc.clip_high),
+        grad_norm: acc.grad_norm / acc.applied.max(1) as f64,
+        lr,
+        updates: acc.applied,
+        skipped_updates: acc.skipped,
+        response_length_mean: mean(&|s| s.rollout.tokens.len() as f64) as f32,
+        response_length_clip_ratio: mean(&|s| {
+            f64::from(u8::from(
+                s.rollout.finish == FinishReason::Length && s.rollout.tokens.len() >= max_new_tokens,
+            ))
+        }) as f32,
+        cooloff_rows,
+        tokens_per_s,
+        timing: StageSeconds::default(),
+    }
+}

@@ -1,0 +1,235 @@
+//! GRPO end to end on the embedded tiny model and a handful of real encoded
+//! videos: the run's files, resume exactness in-process and across a real
+//! process kill.
+
+use burn::tensor::Device;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+use vgrpo::checkpoint::Resume;
+use vgrpo::config::{self, Config};
+use vgrpo::cooloff::CoolOffRow;
+use vgrpo::data::{Dimension, Manifest, ManifestRow, Split};
+use vgrpo::grpo::metrics::StepMetrics;
+use vgrpo::grpo::trainer::train;
+use vgrpo::jsonl::read_rows;
+use vgrpo::video::{Container, EncodeSettings, Frame, Timing, VideoCodec, encode_video};
+
+/// Six 1-second 32×32 clips with different colours and motion, and a
+/// manifest with one row per (clip, dimension).
+fn dataset(dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir.join("videos")).unwrap();
+    let mut rows = Vec::new();
+    for v in 0..6u32 {
+        let frames: Vec<Frame> = (0..8u32)
+            .map(|t| Frame {
+                timestamp: f64::from(t) / 8.0,
+                width: 32,
+                height: 32,
+                rgb: (0..32 * 32)
+                    .flat_map(|i| {
+                        let (x, y) = (i % 32, i / 32);
+                        let on = (x + t * (v + 1)) % 16 < 8;
+                        if on {
+                            [(40 * v) as u8, 200, (255 - 30 * v) as u8]
+                        } else {
+                            [20, (y * 8) as u8, 30]
+                        }
+                    })
+                    .collect(),
+            })
+            .collect();
+        let name = format!("videos/v{v}.mp4");
+        let settings = EncodeSettings {
+            container: Container::Mp4,
+            codec: VideoCodec::H264,
+            fps: 8.0,
+            timing: Timing::ConstantFps,
+            quality: 23,
+            faststart: false,
+            threads: 1,
+        };
+        encode_video(&dir.join(&name), &frames, &settings).unwrap();
+        for (d, dim) in Dimension::ALL.into_iter().enumerate() {
+            rows.push(ManifestRow {
+                id: format!("v{v}-{dim}"),
+                video: name.clone().into(),
+                prompt: "a blue square moves left".into(),
+                dimension: dim,
+                mos: 1.0 + ((v as usize + d) % 5) as f32,
+                generator: format!("gen-{}", v % 2),
+                rationale: None,
+                split: Some(Split::Train),
+                clean_mos: None,
+            });
+        }
+    }
+    let manifest = dir.join("manifest.jsonl");
+    Manifest::write(&manifest, &rows).unwrap();
+    manifest
+}
+
+fn config_text(root: &Path, manifest: &Path, name: &str, steps: u64) -> String {
+    format!(
+        r#"
+[run]
+name = "{name}"
+seed = 7
+out_dir = "{runs}"
+
+[data]
+manifest = "{manifest}"
+
+[video]
+fps = 8.0
+min_frames = 2
+max_frames = 8
+token_budget = 16
+workers = 1
+queue_depth = 2
+
+[optim]
+lr = 1e-3
+
+[grpo]
+steps = {steps}
+prompts_per_step = 2
+group_size = 4
+max_new_tokens = 8
+save_every = 2
+keep_last = 3
+rollouts_dir = "{rollouts}"
+"#,
+        runs = root.join("runs").display(),
+        manifest = manifest.display(),
+        rollouts = root.join("rollouts").display(),
+    )
+}
+
+fn config(root: &Path, manifest: &Path, name: &str, steps: u64) -> Config {
+    config::from_str(
+        Path::new("test.toml"),
+        &config_text(root, manifest, name, steps),
+        &[],
+    )
+    .unwrap()
+}
+
+fn metrics(run: &Path) -> Vec<StepMetrics> {
+    read_rows::<StepMetrics>(&run.join("metrics.jsonl"))
+        .unwrap()
+        .iter()
+        .map(StepMetrics::without_timing)
+        .collect()
+}
+
+fn weights(run: &Path) -> Vec<u8> {
+    std::fs::read(run.join("final/model.safetensors")).unwrap()
+}
+
+#[test]
+fn a_run_writes_metrics_checkpoints_cooloff_and_a_final_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let manifest = dataset(&tmp.path().join("data"));
+    let cfg = config(tmp.path(), &manifest, "basic", 2);
+    let summary = train(&cfg, &Resume::No, &Device::default(), &AtomicBool::new(false)).unwrap();
+    let run = tmp.path().join("runs/basic");
+    assert_eq!(summary.steps, 2);
+    let rows = metrics(&run);
+    assert_eq!(rows.iter().map(|r| r.step).collect::<Vec<_>>(), vec![1, 2]);
+    for r in &rows {
+        assert_eq!(r.prompts, 2);
+        assert!(r.updates == 1 && r.skipped_updates == 0);
+        assert!(r.grad_norm.is_finite() && r.grad_norm > 0.0);
+        assert!((0.0..=1.5).contains(&r.reward_mean));
+        assert!(r.kl >= 0.0 && r.entropy > 0.0);
+    }
+    // Step 1 starts from the reference: KL exactly 0 (actor = reference).
+    assert_eq!(rows[0].kl, 0.0);
+    assert!(run.join("checkpoints/latest").is_file());
+    assert!(run.join("config.toml").is_file());
+    assert!(run.join("final/config.json").is_file());
+    assert!(run.join("final/tokenizer.json").is_file());
+    // Cool-off rows (if any rollout was right) parse back.
+    let cooloff: Vec<CoolOffRow> = read_rows(&summary.cooloff).unwrap();
+    let kept: usize = rows.iter().map(|r| r.cooloff_rows).sum();
+    assert_eq!(cooloff.len(), kept);
+    // Starting again without --resume refuses to overwrite.
+    let again = train(&cfg, &Resume::No, &Device::default(), &AtomicBool::new(false));
+    assert!(again.unwrap_err().to_string().contains("--resume auto"));
+}
+
+#[test]
+fn resuming_in_process_reproduces_the_straight_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let manifest = dataset(&tmp.path().join("data"));
+    let device = Device::default();
+    let stop = AtomicBool::new(false);
+    train(&config(tmp.path(), &manifest, "straight", 4), &Resume::No, &device, &stop).unwrap();
+    // Two steps, then a resume that continues to four.
+    train(&config(tmp.path(), &manifest, "split", 2), &Resume::No, &device, &stop).unwrap();
+    train(&config(tmp.path(), &manifest, "split", 4), &Resume::Auto, &device, &stop).unwrap();
+    let (a, b) = (tmp.path().join("runs/straight"), tmp.path().join("runs/split"));
+    assert_eq!(metrics(&a), metrics(&b));
+    assert_eq!(weights(&a), weights(&b), "final weights differ");
+    let ca = std::fs::read(tmp.path().join("rollouts/straight/cooloff.jsonl")).unwrap();
+    let cb = std::fs::read(tmp.path().join("rollouts/split/cooloff.jsonl")).unwrap();
+    let strip = |bytes: &[u8]| {
+        String::from_utf8(bytes.to_vec())
+            .unwrap()
+            .replace("straight", "RUN")
+            .replace("split", "RUN")
+    };
+    assert_eq!(strip(&ca), strip(&cb), "cool-off rows differ");
+}
+
+#[test]
+fn a_killed_run_resumes_to_the_same_result() {
+    let tmp = tempfile::tempdir().unwrap();
+    let manifest = dataset(&tmp.path().join("data"));
+    let bin = env!("CARGO_BIN_EXE_vgrpo");
+    let write_config = |name: &str| {
+        let path = tmp.path().join(format!("{name}.toml"));
+        std::fs::write(&path, config_text(tmp.path(), &manifest, name, 6)).unwrap();
+        path
+    };
+    let run = |cfg: &Path, resume: bool| {
+        let mut cmd = Command::new(bin);
+        cmd.arg("train").arg("--config").arg(cfg);
+        if resume {
+            cmd.args(["--resume", "auto"]);
+        }
+        cmd
+    };
+    let straight = write_config("straight");
+    assert!(run(&straight, false).status().unwrap().success());
+
+    // Kill -9 the second run once its step-2 checkpoint exists and it is
+    // working on later steps.
+    let killed = write_config("killed");
+    let mut child = run(&killed, false).spawn().unwrap();
+    let latest = tmp.path().join("runs/killed/checkpoints/latest");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !(latest.is_file() && std::fs::read_to_string(&latest).unwrap().contains("step_000002")) {
+        assert!(Instant::now() < deadline, "no checkpoint appeared");
+        assert!(child.try_wait().unwrap().is_none(), "run ended before it was killed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(run(&killed, true).status().unwrap().success());
+
+    let (a, b) = (tmp.path().join("runs/straight"), tmp.path().join("runs/killed"));
+    assert_eq!(metrics(&a), metrics(&b));
+    assert_eq!(weights(&a), weights(&b), "final weights differ");
+    let rows = |name: &str| -> Vec<(u64, u64, usize)> {
+        read_rows::<CoolOffRow>(&tmp.path().join(format!("rollouts/{name}/cooloff.jsonl")))
+            .unwrap()
+            .iter()
+            .map(|r| (r.step, r.group, r.sample))
+            .collect()
+    };
+    assert_eq!(rows("straight"), rows("killed"), "cool-off rows duplicated or lost");
+}
