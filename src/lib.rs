@@ -18,10 +18,10 @@ pub mod train_state;
 // Inputs: manifest rows → decoded frames → prompt tokens → the model.
 pub mod data;
 pub mod default_model;
-pub mod policy;
 pub mod inputs;
 pub mod loader;
 pub mod model;
+pub mod policy;
 pub mod text;
 pub mod video;
 

@@ -124,7 +124,11 @@ fn run(command: Command) -> anyhow::Result<()> {
                     summary.steps
                 );
             } else if let Some(dir) = &summary.final_dir {
-                println!("trained {} steps; final model: {}", summary.steps, dir.display());
+                println!(
+                    "trained {} steps; final model: {}",
+                    summary.steps,
+                    dir.display()
+                );
             }
             println!("cool-off data: {}", summary.cooloff.display());
         }
@@ -177,7 +181,9 @@ fn interrupt_flag() -> anyhow::Result<std::sync::Arc<std::sync::atomic::AtomicBo
         if handler.swap(true, Ordering::SeqCst) {
             std::process::exit(130);
         }
-        eprintln!("\ninterrupt: finishing the current step, then writing a checkpoint (Ctrl-C again to abort)");
+        eprintln!(
+            "\ninterrupt: finishing the current step, then writing a checkpoint (Ctrl-C again to abort)"
+        );
     })?;
     Ok(flag)
 }

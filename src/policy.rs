@@ -35,17 +35,24 @@ pub struct ModelConfig {
 impl crate::config::Validate for ModelConfig {
     fn validate(&self, p: &str, rules: &mut crate::config::Rules) {
         if let Some(path) = &self.path {
-            rules.check(path.join("config.json").is_file(), &format!("{p}.path"), || {
-                format!(
-                    "path must be a model directory with a config.json (HF layout), \
+            rules.check(
+                path.join("config.json").is_file(),
+                &format!("{p}.path"),
+                || {
+                    format!(
+                        "path must be a model directory with a config.json (HF layout), \
                      but {} has none",
-                    path.display()
-                )
-            });
+                        path.display()
+                    )
+                },
+            );
         }
         if let Some(t) = &self.tokenizer {
             rules.check(t.is_file(), &format!("{p}.tokenizer"), || {
-                format!("tokenizer must be a tokenizer.json file, {} is not one", t.display())
+                format!(
+                    "tokenizer must be a tokenizer.json file, {} is not one",
+                    t.display()
+                )
             });
         }
     }
@@ -102,7 +109,10 @@ impl ModelConfig {
                         path: config_path.clone(),
                         source,
                     })?;
-                (QwenVl::from_hf_dir(dir, device).map_err(model_err)?, config_json)
+                (
+                    QwenVl::from_hf_dir(dir, device).map_err(model_err)?,
+                    config_json,
+                )
             }
             None => {
                 let seed = self.init_seed.unwrap_or(run_seed);

@@ -133,7 +133,13 @@ fn a_run_writes_metrics_checkpoints_cooloff_and_a_final_model() {
     let tmp = tempfile::tempdir().unwrap();
     let manifest = dataset(&tmp.path().join("data"));
     let cfg = config(tmp.path(), &manifest, "basic", 2);
-    let summary = train(&cfg, &Resume::No, &Device::default(), &AtomicBool::new(false)).unwrap();
+    let summary = train(
+        &cfg,
+        &Resume::No,
+        &Device::default(),
+        &AtomicBool::new(false),
+    )
+    .unwrap();
     let run = tmp.path().join("runs/basic");
     assert_eq!(summary.steps, 2);
     let rows = metrics(&run);
@@ -156,7 +162,12 @@ fn a_run_writes_metrics_checkpoints_cooloff_and_a_final_model() {
     let kept: usize = rows.iter().map(|r| r.cooloff_rows).sum();
     assert_eq!(cooloff.len(), kept);
     // Starting again without --resume refuses to overwrite.
-    let again = train(&cfg, &Resume::No, &Device::default(), &AtomicBool::new(false));
+    let again = train(
+        &cfg,
+        &Resume::No,
+        &Device::default(),
+        &AtomicBool::new(false),
+    );
     assert!(again.unwrap_err().to_string().contains("--resume auto"));
 }
 
@@ -166,11 +177,32 @@ fn resuming_in_process_reproduces_the_straight_run() {
     let manifest = dataset(&tmp.path().join("data"));
     let device = Device::default();
     let stop = AtomicBool::new(false);
-    train(&config(tmp.path(), &manifest, "straight", 4), &Resume::No, &device, &stop).unwrap();
+    train(
+        &config(tmp.path(), &manifest, "straight", 4),
+        &Resume::No,
+        &device,
+        &stop,
+    )
+    .unwrap();
     // Two steps, then a resume that continues to four.
-    train(&config(tmp.path(), &manifest, "split", 2), &Resume::No, &device, &stop).unwrap();
-    train(&config(tmp.path(), &manifest, "split", 4), &Resume::Auto, &device, &stop).unwrap();
-    let (a, b) = (tmp.path().join("runs/straight"), tmp.path().join("runs/split"));
+    train(
+        &config(tmp.path(), &manifest, "split", 2),
+        &Resume::No,
+        &device,
+        &stop,
+    )
+    .unwrap();
+    train(
+        &config(tmp.path(), &manifest, "split", 4),
+        &Resume::Auto,
+        &device,
+        &stop,
+    )
+    .unwrap();
+    let (a, b) = (
+        tmp.path().join("runs/straight"),
+        tmp.path().join("runs/split"),
+    );
     assert_eq!(metrics(&a), metrics(&b));
     assert_eq!(weights(&a), weights(&b), "final weights differ");
     let ca = std::fs::read(tmp.path().join("rollouts/straight/cooloff.jsonl")).unwrap();
@@ -211,9 +243,16 @@ fn a_killed_run_resumes_to_the_same_result() {
     let mut child = run(&killed, false).spawn().unwrap();
     let latest = tmp.path().join("runs/killed/checkpoints/latest");
     let deadline = Instant::now() + Duration::from_secs(300);
-    while !(latest.is_file() && std::fs::read_to_string(&latest).unwrap().contains("step_000002")) {
+    while !(latest.is_file()
+        && std::fs::read_to_string(&latest)
+            .unwrap()
+            .contains("step_000002"))
+    {
         assert!(Instant::now() < deadline, "no checkpoint appeared");
-        assert!(child.try_wait().unwrap().is_none(), "run ended before it was killed");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "run ended before it was killed"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(300));
@@ -221,7 +260,10 @@ fn a_killed_run_resumes_to_the_same_result() {
     child.wait().unwrap();
     assert!(run(&killed, true).status().unwrap().success());
 
-    let (a, b) = (tmp.path().join("runs/straight"), tmp.path().join("runs/killed"));
+    let (a, b) = (
+        tmp.path().join("runs/straight"),
+        tmp.path().join("runs/killed"),
+    );
     assert_eq!(metrics(&a), metrics(&b));
     assert_eq!(weights(&a), weights(&b), "final weights differ");
     let rows = |name: &str| -> Vec<(u64, u64, usize)> {
@@ -231,5 +273,9 @@ fn a_killed_run_resumes_to_the_same_result() {
             .map(|r| (r.step, r.group, r.sample))
             .collect()
     };
-    assert_eq!(rows("straight"), rows("killed"), "cool-off rows duplicated or lost");
+    assert_eq!(
+        rows("straight"),
+        rows("killed"),
+        "cool-off rows duplicated or lost"
+    );
 }

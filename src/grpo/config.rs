@@ -197,7 +197,10 @@ impl Validate for GrpoConfig {
             format!("steps must be ≥ 1, got {}", self.steps)
         });
         rules.check(self.prompts_per_step >= 1, &key("prompts_per_step"), || {
-            format!("prompts_per_step must be ≥ 1, got {}", self.prompts_per_step)
+            format!(
+                "prompts_per_step must be ≥ 1, got {}",
+                self.prompts_per_step
+            )
         });
         self.rollout().validate(p, rules);
         rules.check(
@@ -216,7 +219,12 @@ impl Validate for GrpoConfig {
         rules.check(
             self.advantage_epsilon.is_finite() && self.advantage_epsilon >= 0.0,
             &key("advantage_epsilon"),
-            || format!("advantage_epsilon must be ≥ 0, got {}", self.advantage_epsilon),
+            || {
+                format!(
+                    "advantage_epsilon must be ≥ 0, got {}",
+                    self.advantage_epsilon
+                )
+            },
         );
         rules.check(self.ppo_epochs >= 1, &key("ppo_epochs"), || {
             format!("ppo_epochs must be ≥ 1, got {}", self.ppo_epochs)

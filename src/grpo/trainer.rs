@@ -27,7 +27,9 @@ use crate::jsonl::JsonlWriter;
 use crate::loader::{Preparer, TrainLoader};
 use crate::logits::{masked_mean, token_entropy, token_log_probs};
 use crate::model::QwenVl;
-use crate::model::logprob::{CompletionBatch, completion_logits, completion_logprobs, completion_targets};
+use crate::model::logprob::{
+    CompletionBatch, completion_logits, completion_logprobs, completion_targets,
+};
 use crate::optim::{Optimizer, StepOutcome, freeze_vision};
 use crate::policy::{ModelConfig, export};
 use crate::progress::Progress;
@@ -185,7 +187,7 @@ pub fn train(
         actor
     };
     let tokenizer = Arc::new(loaded.tokenizer);
-    let special = tokenizer.special().clone();
+    let special = *tokenizer.special();
     let tokens = Tokens {
         stop: special.stop_ids().to_vec(),
         pad: special.endoftext,
@@ -276,8 +278,7 @@ pub fn train(
                 let prompt = i / g_size;
                 let label = scale.rating(examples[prompt].row.mos);
                 let text = completion_text(&tokenizer, &rollout)?;
-                let judged =
-                    judge_completion(&text, AnswerOrder::ThinkFirst, label, &reward_cfg);
+                let judged = judge_completion(&text, AnswerOrder::ThinkFirst, label, &reward_cfg);
                 Ok(Scored {
                     prompt,
                     label,
@@ -329,7 +330,12 @@ pub fn train(
         let rewards: Vec<f32> = scored.iter().map(|s| s.reward).collect();
         let rewards = match (g.kl_placement, &old_all) {
             (KlPlacement::Reward, Some(old)) => {
-                let kl = sequence_kl(old.clone(), ref_all.clone(), mask_all.clone(), g.kl_estimator)?;
+                let kl = sequence_kl(
+                    old.clone(),
+                    ref_all.clone(),
+                    mask_all.clone(),
+                    g.kl_estimator,
+                )?;
                 penalise_rewards(&rewards, &kl, g.kl_coef)?
             }
             _ => rewards,
@@ -389,7 +395,9 @@ pub fn train(
                     StepOutcome::SkippedNonFinite { grad_norm } => {
                         state.consecutive_non_finite += 1;
                         state.total_non_finite += 1;
-                        log::warn!("step {step}: non-finite gradient norm {grad_norm}, update skipped");
+                        log::warn!(
+                            "step {step}: non-finite gradient norm {grad_norm}, update skipped"
+                        );
                         if state.consecutive_non_finite >= g.max_nonfinite {
                             return Err(TrainError::NonFinite {
                                 count: state.consecutive_non_finite,
@@ -451,8 +459,19 @@ pub fn train(
         metrics_log.append(&metrics)?;
         if step == g.steps || (g.save_every > 0 && step.is_multiple_of(g.save_every)) {
             let t = Instant::now();
-            save(&checkpoints, &actor, &config_json, &optimizer, &mut state, &mut metrics_log, &mut cooloff_log)?;
-            log::debug!("step {step}: checkpoint written in {:.2}s", t.elapsed().as_secs_f64());
+            save(
+                &checkpoints,
+                &actor,
+                &config_json,
+                &optimizer,
+                &mut state,
+                &mut metrics_log,
+                &mut cooloff_log,
+            )?;
+            log::debug!(
+                "step {step}: checkpoint written in {:.2}s",
+                t.elapsed().as_secs_f64()
+            );
         }
         progress.step(&format!(
             "reward {:.3} acc {:.2} kl {:.4}",
@@ -464,7 +483,15 @@ pub fn train(
     let interrupted = state.step < g.steps;
     if interrupted {
         log::info!("interrupted at step {}: writing a checkpoint", state.step);
-        save(&checkpoints, &actor, &config_json, &optimizer, &mut state, &mut metrics_log, &mut cooloff_log)?;
+        save(
+            &checkpoints,
+            &actor,
+            &config_json,
+            &optimizer,
+            &mut state,
+            &mut metrics_log,
+            &mut cooloff_log,
+        )?;
     }
     let final_dir = if interrupted {
         None
@@ -564,12 +591,7 @@ struct UpdateAccumulator {
 }
 
 impl UpdateAccumulator {
-    fn add(
-        &mut self,
-        m: &super::loss::PolicyLossMetrics,
-        entropy: f32,
-        outcome: StepOutcome,
-    ) {
+    fn add(&mut self, m: &super::loss::PolicyLossMetrics, entropy: f32, outcome: StepOutcome) {
         self.n += 1;
         self.pg_loss += f64::from(m.pg_loss);
         self.kl += f64::from(m.kl.unwrap_or(0.0));
@@ -636,7 +658,8 @@ fn step_metrics(
         response_length_mean: mean(&|s| s.rollout.tokens.len() as f64) as f32,
         response_length_clip_ratio: mean(&|s| {
             f64::from(u8::from(
-                s.rollout.finish == FinishReason::Length && s.rollout.tokens.len() >= max_new_tokens,
+                s.rollout.finish == FinishReason::Length
+                    && s.rollout.tokens.len() >= max_new_tokens,
             ))
         }) as f32,
         cooloff_rows,
