@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use vgrpo::checkpoint::Resume;
 use vgrpo::config::{self, ConfigError};
+use vgrpo::data::Dimension;
 use vgrpo::video::{VideoConfig, inspect_video};
 
 #[derive(Parser)]
@@ -54,6 +55,27 @@ enum Command {
         /// path continues from that checkpoint directory.
         #[arg(long, value_name = "auto|PATH")]
         resume: Option<Resume>,
+    },
+    /// Sample a group of judgements of one video from the configured model
+    /// and print them as JSON lines.
+    Rollout {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The video file.
+        #[arg(long)]
+        video: PathBuf,
+        /// visual, dynamic or alignment.
+        #[arg(long)]
+        dimension: String,
+        /// The text the video was generated from (used by the prompt).
+        #[arg(long, default_value = "")]
+        prompt: String,
+        /// Rollouts to sample (default: grpo.group_size).
+        #[arg(long)]
+        group: Option<usize>,
+        /// Sampling seed (default: run.seed).
+        #[arg(long)]
+        seed: Option<u64>,
     },
     /// Show what the model sees of a video: each sampled frame's time,
     /// slow/fast kind, size and visual tokens.
@@ -131,6 +153,43 @@ fn run(command: Command) -> anyhow::Result<()> {
                 );
             }
             println!("cool-off data: {}", summary.cooloff.display());
+        }
+        Command::Rollout {
+            config,
+            video,
+            dimension,
+            prompt,
+            group,
+            seed,
+        } => {
+            let cfg = config.load()?;
+            let dimension = Dimension::from_id(&dimension).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--dimension must be visual, dynamic or alignment, got {dimension:?}"
+                )
+            })?;
+            let device = Device::default();
+            let loaded = cfg.model.load(cfg.run.seed, &device)?;
+            let mut rollout = cfg.grpo.rollout();
+            if let Some(g) = group {
+                rollout.group_size = g.max(1);
+            }
+            let query = vgrpo::rollout::VideoQuery {
+                path: &video,
+                dimension,
+                generation_prompt: &prompt,
+            };
+            let reports = vgrpo::rollout::judge_video(
+                &loaded,
+                query,
+                &cfg.video,
+                &rollout,
+                seed.unwrap_or(cfg.run.seed),
+                &device,
+            )?;
+            for r in reports {
+                println!("{}", serde_json::to_string(&r)?);
+            }
         }
         Command::Frames { video, sheet, json } => {
             let report = inspect_video(&video, &VideoConfig::default(), sheet.as_deref())?;

@@ -265,3 +265,108 @@ pub fn left_padded_batch<'a>(
     }
     batch
 }
+
+/// One rollout as `vgrpo rollout` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RolloutReport {
+    pub sample: usize,
+    /// The completion without its stop token.
+    pub text: String,
+    pub tokens: Vec<u32>,
+    pub logprobs: Vec<f32>,
+    pub finish: FinishReason,
+    /// The rating the completion gives, when it follows the format.
+    pub rating: Option<crate::data::Rating>,
+    /// Why it does not follow the format, when it does not.
+    pub format_error: Option<String>,
+}
+
+/// One video to judge on one dimension.
+#[derive(Debug, Clone, Copy)]
+pub struct VideoQuery<'a> {
+    pub path: &'a std::path::Path,
+    pub dimension: crate::data::Dimension,
+    /// The text the video was generated from.
+    pub generation_prompt: &'a str,
+}
+
+/// What the policy says about one video: `group_size` sampled judgements of
+/// the query's dimension, parsed (think-first, as GRPO samples them).
+pub fn judge_video(
+    loaded: &crate::policy::Loaded,
+    query: VideoQuery<'_>,
+    video: &crate::video::VideoConfig,
+    cfg: &RolloutConfig,
+    seed: u64,
+    device: &Device,
+) -> Result<Vec<RolloutReport>, crate::inputs::InputError> {
+    use crate::inputs::{InputError, InputSpec, judge_prompt, prepare_video};
+    use crate::text::AnswerOrder;
+    let VideoQuery {
+        path: video_path,
+        dimension,
+        generation_prompt,
+    } = query;
+    let spec = InputSpec::new(&loaded.model.config, video);
+    let clip = crate::video::load_clip(video_path, video)?;
+    let host = prepare_video(&clip, &spec)?;
+    let tok = &loaded.tokenizer;
+    let ids = judge_prompt(
+        tok,
+        &spec,
+        &host,
+        dimension,
+        generation_prompt,
+        AnswerOrder::ThinkFirst,
+    )
+    .map_err(|source| InputError::Prompt {
+        id: video_path.display().to_string(),
+        source,
+    })?;
+    let special = tok.special();
+    let tokens = Tokens {
+        stop: special.stop_ids().to_vec(),
+        pad: special.endoftext,
+        video_pad: special.video_pad,
+    };
+    let prompt = GroupPrompt {
+        group: 0,
+        ids: ids.iter().map(|&i| i64::from(i)).collect(),
+        video: Some(host.to_input(device)),
+    };
+    let model_err = |source| InputError::Process {
+        path: video_path.display().to_string(),
+        source,
+    };
+    let (rollouts, _) = generate(
+        &loaded.model,
+        &[prompt],
+        cfg,
+        &tokens,
+        &Rng::stream(seed, "rollout"),
+        device,
+    )
+    .map_err(model_err)?;
+    rollouts
+        .into_iter()
+        .map(|r| {
+            let body = match r.finish {
+                FinishReason::Stop => &r.tokens[..r.tokens.len() - 1],
+                FinishReason::Length => &r.tokens[..],
+            };
+            let text = tok
+                .decode(body, false)
+                .map_err(|e| model_err(ModelError::Input(e.to_string())))?;
+            let parsed = crate::text::parse_answer(&text, AnswerOrder::ThinkFirst);
+            Ok(RolloutReport {
+                sample: r.sample,
+                rating: parsed.as_ref().ok().map(|a| a.rating),
+                format_error: parsed.err().map(|e| e.to_string()),
+                text,
+                tokens: r.tokens,
+                logprobs: r.logprobs,
+                finish: r.finish,
+            })
+        })
+        .collect()
+}
