@@ -4,6 +4,6 @@
 //!
 //! Modules are listed in data-flow order (see `DESIGN.md`).
 
-pub mod rng;
 pub mod data;
+pub mod rng;
 pub mod video;

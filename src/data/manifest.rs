@@ -198,7 +198,10 @@ mod tests {
         let good = serde_json::to_string(&row("a")).unwrap();
         std::fs::write(&path, format!("{good}\n{good}\n")).unwrap();
         let e = Manifest::load(&path).unwrap_err().to_string();
-        assert!(e.contains(":2: duplicate row id \"a\" (first on line 1)"), "{e}");
+        assert!(
+            e.contains(":2: duplicate row id \"a\" (first on line 1)"),
+            "{e}"
+        );
         std::fs::write(&path, format!("{good}\n{{\"id\":\"b\",\"bogus\":1}}\n")).unwrap();
         let e = Manifest::load(&path).unwrap_err().to_string();
         assert!(e.contains("m.jsonl:2: invalid manifest row"), "{e}");

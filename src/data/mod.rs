@@ -2,6 +2,7 @@
 
 pub mod manifest;
 pub mod rating;
+pub mod synth;
 
 pub use manifest::{Manifest, ManifestError, ManifestRow, Split};
 pub use rating::{Dimension, MosScale, Rating};

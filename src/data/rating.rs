@@ -164,7 +164,10 @@ mod tests {
 
     #[test]
     fn other_scales_split_into_five_equal_intervals() {
-        let s = MosScale { min: 0.0, max: 100.0 };
+        let s = MosScale {
+            min: 0.0,
+            max: 100.0,
+        };
         assert_eq!(s.rating(20.0), Rating::Bad);
         assert_eq!(s.rating(20.5), Rating::Poor);
         assert_eq!(s.rating(80.5), Rating::Excellent);
