@@ -82,9 +82,12 @@ impl Generator {
     }
 }
 
-/// Noise-free MOS of a severity: `5 − 4s`.
+/// Noise-free MOS of a severity: `5 − 4s`, computed in f64 and rounded to
+/// three decimals so the manifest shows `1.4`, not `1.4000001`.
 pub fn clean_mos(severity: f32) -> f32 {
-    SCALE.max - (SCALE.max - SCALE.min) * severity.clamp(0.0, 1.0)
+    let (lo, hi) = (f64::from(SCALE.min), f64::from(SCALE.max));
+    let mos = hi - (hi - lo) * f64::from(severity.clamp(0.0, 1.0));
+    ((mos * 1000.0).round() / 1000.0) as f32
 }
 
 /// Severity of an alignment level: the centre of its bucket.

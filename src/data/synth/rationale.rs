@@ -42,9 +42,14 @@ fn the_objects(objects: &[&ObjectSpec], fallback: &str) -> String {
     }
 }
 
+/// Singular or plural verb for a subject of these objects.
+fn verb(objects: &[&ObjectSpec], one: &'static str, many: &'static str) -> &'static str {
+    if objects.len() > 1 { many } else { one }
+}
+
 pub fn visual(defects: &[VisualDefect], shown: &ShownScene) -> String {
     let drawn: Vec<&ObjectSpec> = shown.objects.iter().flatten().collect();
-    let objects = the_objects(&drawn, "the scene");
+    let objects = the_objects(&drawn, "the background");
     let mut flaws: Vec<&VisualDefect> = defects
         .iter()
         .filter(|d| d.severity >= NEGLIGIBLE)
@@ -61,7 +66,9 @@ pub fn visual(defects: &[VisualDefect], shown: &ShownScene) -> String {
             let how = capitalise(degree(d.severity));
             match d.kind {
                 VisualKind::Blur => {
-                    format!("{how} blur softens the edges of {objects} and the tile lines.")
+                    format!(
+                        "{how} blur softens the edges of {objects} and the pattern on the ground."
+                    )
                 }
                 VisualKind::Blocking => {
                     format!("{how} blocking breaks the frames into square tiles of flat colour.")
@@ -110,22 +117,28 @@ pub fn dynamic(events: &[DynamicEvent], shown: &ShownScene) -> String {
         .iter()
         .map(|e| match **e {
             DynamicEvent::Stutter { severity, run } if severity < 0.2 || run < 1.5 => {
-                format!("An occasional frame repeats, so {movers} moves with a barely visible stutter.")
+                format!(
+                    "An occasional frame repeats, so {movers} {} with a barely visible stutter.",
+                    verb(&moving, "moves", "move")
+                )
             }
             DynamicEvent::Stutter { severity, run } => format!(
-                "The motion stutters ({}): frames repeat in runs of about {}, so {movers} moves in jerks.",
+                "The motion stutters ({}): frames repeat in runs of about {}, so {movers} {} in jerks.",
                 degree(severity),
-                run.round()
+                run.round(),
+                verb(&moving, "moves", "move")
             ),
             DynamicEvent::Freeze { from, to, .. } => format!(
-                "The video freezes from {from:.1} s to {to:.1} s, then {movers} skips ahead."
+                "The video freezes from {from:.1} s to {to:.1} s, then {movers} {} ahead.",
+                verb(&moving, "skips", "skip")
             ),
             DynamicEvent::Jitter { severity, .. } if drawn.is_empty() => {
                 format!("The whole picture shakes ({} jitter).", degree(severity))
             }
             DynamicEvent::Jitter { severity, .. } => format!(
-                "{} shakes around its path ({} jitter).",
+                "{} {} ({} jitter).",
                 capitalise(&all),
+                verb(&drawn, "shakes around its path", "shake around their paths"),
                 degree(severity)
             ),
             DynamicEvent::Jump {
@@ -290,8 +303,8 @@ mod tests {
         ];
         assert_eq!(
             visual(&d, &shown),
-            "Strong blur softens the edges of the red ball and the blue square and the tile \
-             lines. Slight noise speckles every frame. Fine detail is lost."
+            "Strong blur softens the edges of the red ball and the blue square and the \
+             pattern on the ground. Slight noise speckles every frame. Fine detail is lost."
         );
         let e = [DynamicEvent::Jump {
             severity: 0.5,
