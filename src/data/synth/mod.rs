@@ -32,7 +32,9 @@ pub mod render;
 pub mod scene;
 pub mod stats;
 pub mod visual;
+pub mod write;
 
 pub use config::{InvalidSynthConfig, SynthConfig};
 pub use plan::{DimensionScore, VideoPlan, plan_set, render_video};
 pub use stats::{DimensionSummary, SynthSummary, summarise};
+pub use write::{GENERATOR_VERSION, SynthError, generate};

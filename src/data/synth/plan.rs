@@ -205,18 +205,34 @@ fn plan_video(cfg: &SynthConfig, index: usize, split: Split, family: &Rng) -> Vi
     }
 }
 
-/// Test videos per generator: `round(n_g · test_fraction)` of each
-/// generator's videos, chosen by a seeded shuffle, so every generator is in
-/// both splits (model-level metrics need that).
+/// The test split: `round(videos · test_fraction)` videos, spread over the
+/// generators as evenly as possible (counts differ by at most one), chosen
+/// by a seeded shuffle within each generator, so model-level metrics see
+/// every generator in both splits whenever the set is large enough.
 fn splits(cfg: &SynthConfig) -> Vec<Split> {
     let mut out = vec![Split::Train; cfg.videos];
     let mut rng = Rng::stream(cfg.seed, "synth/split");
-    for g in 0..GENERATORS.len() {
-        let mut members: Vec<usize> = (g..cfg.videos).step_by(GENERATORS.len()).collect();
-        rng.shuffle(&mut members);
-        let test = (members.len() as f32 * cfg.test_fraction).round() as usize;
-        for &i in members.iter().take(test) {
-            out[i] = Split::Test;
+    let mut members: Vec<Vec<usize>> = (0..GENERATORS.len())
+        .map(|g| (g..cfg.videos).step_by(GENERATORS.len()).collect())
+        .collect();
+    for m in members.iter_mut() {
+        rng.shuffle(m);
+    }
+    // Deal test slots round-robin over the generators, starting at a seeded
+    // generator so small sets do not always draw from gen-a first.
+    let mut order: Vec<usize> = (0..GENERATORS.len()).collect();
+    rng.shuffle(&mut order);
+    let test = (cfg.videos as f64 * f64::from(cfg.test_fraction)).round() as usize;
+    let mut taken = 0;
+    for round in 0.. {
+        if taken == test {
+            break;
+        }
+        for &g in &order {
+            if taken < test && round < members[g].len() {
+                out[members[g][round]] = Split::Test;
+                taken += 1;
+            }
         }
     }
     out

@@ -139,15 +139,19 @@ pub fn blocking(frame: &mut Frame, block: u32, amount: f32) {
     }
 }
 
-/// Adds independent Gaussian noise of standard deviation `sigma` (grey
-/// levels) to every channel of every pixel.
+/// Adds Gaussian grain of standard deviation `sigma` (grey levels) to every
+/// pixel, the same draw on all three channels: luma noise, like sensor
+/// grain, which survives H.264's 4:2:0 chroma subsampling (independent
+/// per-channel noise would be half averaged away by it).
 pub fn add_noise(frame: &mut Frame, sigma: f32, rng: &mut Rng) {
     if sigma <= 0.0 {
         return;
     }
-    for v in frame.rgb.iter_mut() {
-        let noisy = f64::from(*v) + f64::from(sigma) * rng.normal();
-        *v = noisy.round().clamp(0.0, 255.0) as u8;
+    for px in frame.rgb.chunks_exact_mut(3) {
+        let grain = f64::from(sigma) * rng.normal();
+        for v in px {
+            *v = (f64::from(*v) + grain).round().clamp(0.0, 255.0) as u8;
+        }
     }
 }
 
