@@ -50,8 +50,13 @@ pub struct DynamicDefect {
 /// What happened, in terms a rationale can state.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum DynamicEvent {
-    /// Frames repeat in runs of about `run` frames.
-    Stutter { severity: f32, run: f32 },
+    /// Frames repeat in runs of about `run` frames; `held` frames in all
+    /// repeat their predecessor.
+    Stutter {
+        severity: f32,
+        run: f32,
+        held: usize,
+    },
     /// The picture holds from `from` to `to` seconds.
     Freeze { severity: f32, from: f64, to: f64 },
     /// Objects shake with this standard deviation in pixels.
@@ -66,7 +71,22 @@ pub enum DynamicEvent {
     },
 }
 
+/// Displacements below these sizes (pixels) cannot be seen; held frames
+/// always can.
+const VISIBLE_JUMP: f32 = 1.0;
+const VISIBLE_JITTER: f32 = 0.5;
+
 impl DynamicEvent {
+    /// Whether the event changes what a viewer sees.
+    pub fn visible(&self) -> bool {
+        match *self {
+            DynamicEvent::Stutter { held, .. } => held > 0,
+            DynamicEvent::Freeze { .. } => true,
+            DynamicEvent::Jitter { pixels, .. } => pixels >= VISIBLE_JITTER,
+            DynamicEvent::Jump { pixels, .. } => pixels >= VISIBLE_JUMP,
+        }
+    }
+
     pub fn severity(&self) -> f32 {
         match *self {
             DynamicEvent::Stutter { severity, .. }
@@ -149,7 +169,12 @@ pub fn build_timeline(
                     }
                     *shown = ideal[last_fresh];
                 }
-                events.push(DynamicEvent::Stutter { severity: s, run });
+                let held = source.windows(2).filter(|w| w[0] == w[1]).count();
+                events.push(DynamicEvent::Stutter {
+                    severity: s,
+                    run,
+                    held,
+                });
             }
             DynamicKind::Freeze => {
                 let len = (0.5 * s * n as f32).round() as usize;

@@ -446,6 +446,24 @@ mod tests {
         }
     }
 
+    #[test]
+    fn dynamic_rationales_mention_every_visible_defect() {
+        let plans = plan_set(&cfg(300, 9)).unwrap();
+        for p in &plans {
+            let why = &p.scores[1].rationale;
+            let calm =
+                why.starts_with("Motion is smooth") || why.starts_with("The scene is steady");
+            assert_eq!(
+                calm,
+                !p.timeline.events.iter().any(|e| e.visible()),
+                "{why}"
+            );
+            if p.timeline.held_frames() > 0 {
+                assert!(why.contains("repeat") || why.contains("freezes"), "{why}");
+            }
+        }
+    }
+
     /// Plans video 0 of seed 1, then overrides its defects.
     fn with_defects(
         visual: Vec<VisualDefect>,

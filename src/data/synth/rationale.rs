@@ -8,8 +8,9 @@ use super::dynamic::DynamicEvent;
 use super::scene::{ObjectSpec, SceneSpec};
 use super::visual::{VisualDefect, VisualKind};
 
-/// Below this severity a defect is not worth mentioning as a flaw.
-const NEGLIGIBLE: f32 = 0.1;
+/// Below this severity a visual defect cannot be seen (blur σ < 0.12 px,
+/// grain σ < 3 grey levels, blocks blended 5% towards their mean).
+const INVISIBLE: f32 = 0.05;
 
 fn degree(severity: f32) -> &'static str {
     match severity {
@@ -50,10 +51,8 @@ fn verb(objects: &[&ObjectSpec], one: &'static str, many: &'static str) -> &'sta
 pub fn visual(defects: &[VisualDefect], shown: &ShownScene) -> String {
     let drawn: Vec<&ObjectSpec> = shown.objects.iter().flatten().collect();
     let objects = the_objects(&drawn, "the background");
-    let mut flaws: Vec<&VisualDefect> = defects
-        .iter()
-        .filter(|d| d.severity >= NEGLIGIBLE)
-        .collect();
+    let mut flaws: Vec<&VisualDefect> =
+        defects.iter().filter(|d| d.severity >= INVISIBLE).collect();
     if flaws.is_empty() {
         return format!(
             "Sharp, clean frames with no visible artifacts; the edges of {objects} are crisp."
@@ -93,10 +92,7 @@ pub fn dynamic(events: &[DynamicEvent], shown: &ShownScene) -> String {
         .copied()
         .filter(|o| o.motion.is_moving())
         .collect();
-    let flaws: Vec<&DynamicEvent> = events
-        .iter()
-        .filter(|e| e.severity() >= NEGLIGIBLE)
-        .collect();
+    let flaws: Vec<&DynamicEvent> = events.iter().filter(|e| e.visible()).collect();
     if flaws.is_empty() {
         return match (moving.first(), drawn.first()) {
             (Some(m), _) => format!(
@@ -116,13 +112,13 @@ pub fn dynamic(events: &[DynamicEvent], shown: &ShownScene) -> String {
     let mut out: Vec<String> = flaws
         .iter()
         .map(|e| match **e {
-            DynamicEvent::Stutter { severity, run } if severity < 0.2 || run < 1.5 => {
+            DynamicEvent::Stutter { severity, run, .. } if severity < 0.2 || run < 1.5 => {
                 format!(
                     "An occasional frame repeats, so {movers} {} with a barely visible stutter.",
                     verb(&moving, "moves", "move")
                 )
             }
-            DynamicEvent::Stutter { severity, run } => format!(
+            DynamicEvent::Stutter { severity, run, .. } => format!(
                 "The motion stutters ({}): frames repeat in runs of about {}, so {movers} {} in jerks.",
                 degree(severity),
                 run.round(),
