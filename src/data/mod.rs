@@ -3,6 +3,7 @@
 pub mod dataset;
 pub mod manifest;
 pub mod rating;
+pub mod synth;
 
 pub use dataset::{BatchCursor, Cursor, CursorError};
 pub use manifest::{Manifest, ManifestError, ManifestRow, Split};
