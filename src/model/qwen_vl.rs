@@ -217,12 +217,16 @@ impl QwenVl {
                 .forward(video.pixel_values.clone(), &video.grids);
             // Row r of the flattened embeddings takes visual token k at the
             // k-th video-token position: gather from [text rows; visual rows].
-            let video_token = i64::from(self.config.video_token_id);
+            // Visual features go where the token *type* says video (HF's
+            // `mm_token_type_ids`), not wherever the id is `<|video_pad|>`:
+            // a sampled completion may contain that id as plain text.
             let mut gather = Vec::with_capacity(b * l);
             let mut visual_gather = Vec::with_capacity(b * l);
             let mut k = 0usize;
-            for (r, &id) in batch.input_ids.iter().flatten().enumerate() {
-                if id == video_token {
+            let types = batch.token_types.iter().flatten();
+            let mask = batch.attention_mask.iter().flatten();
+            for (r, (&kind, &real)) in types.zip(mask).enumerate() {
+                if real && kind == TOKEN_VIDEO {
                     gather.push(b * l + k);
                     k += 1;
                     visual_gather.push(k);
