@@ -581,15 +581,29 @@ impl Stream {
         if format.starts_with("image2") || format.ends_with("_pipe") {
             return Err(VideoFailure::StillImage { format });
         }
-        let Some(stream) = input.streams().best(media::Type::Video) else {
+        // Cover art in an audio file is a one-picture "video" stream marked
+        // as an attached picture; it does not count.
+        let is_moving_video = |s: &ffmpeg::format::stream::Stream| {
+            s.parameters().medium() == media::Type::Video
+                && !s
+                    .disposition()
+                    .contains(ffmpeg::format::stream::Disposition::ATTACHED_PIC)
+        };
+        let best = input
+            .streams()
+            .best(media::Type::Video)
+            .filter(|s| is_moving_video(s));
+        let Some(stream) = best.or_else(|| input.streams().find(|s| is_moving_video(s))) else {
             let streams: Vec<String> = input
                 .streams()
                 .map(|s| {
-                    format!(
-                        "{:?} ({})",
-                        s.parameters().medium(),
-                        s.parameters().id().name()
-                    )
+                    let medium = s.parameters().medium();
+                    let cover = if medium == media::Type::Video && !is_moving_video(&s) {
+                        ", attached picture"
+                    } else {
+                        ""
+                    };
+                    format!("{medium:?} ({}{cover})", s.parameters().id().name())
                 })
                 .collect();
             let streams = if streams.is_empty() {
