@@ -38,7 +38,7 @@ use ffmpeg_next::{Rational, codec, frame, media};
 use super::frame::Frame;
 use super::init::ensure_ffmpeg;
 use super::resize::ResizeError;
-use super::sample::SampleError;
+use super::sample::{SampleError, median_gap};
 use super::slowfast::BudgetError;
 
 /// FFmpeg demuxers that turn arbitrary bytes into a "video" of rendered text
@@ -220,7 +220,8 @@ impl VideoSource {
         let mut ticks = Vec::new();
         let mut untimed = 0usize;
         let mut dts_only = 0usize;
-        let mut last_duration = 0i64;
+        // Duration of the packet shown last (largest timestamp), if stated.
+        let mut last_packet = (i64::MIN, 0i64);
         let mut packet = ffmpeg::Packet::empty();
         loop {
             match packet.read(&mut input) {
@@ -242,7 +243,9 @@ impl VideoSource {
             match packet.pts().or(packet.dts()) {
                 Some(t) => {
                     ticks.push(t);
-                    last_duration = last_duration.max(packet.duration());
+                    if t >= last_packet.0 {
+                        last_packet = (t, packet.duration());
+                    }
                 }
                 None => untimed += 1,
             }
@@ -267,11 +270,11 @@ impl VideoSource {
         let first = ticks[0];
         let timestamps: Vec<f64> = ticks.iter().map(|&t| (t - first) as f64 * tb).collect();
         let last = timestamps[timestamps.len() - 1];
-        let median_gap = median_gap(&timestamps);
+        let median_gap = median_gap(&timestamps).unwrap_or(0.0);
         // The last frame lasts its packet's duration when the container says
         // so, else the typical gap between frames.
-        let last_shown = if last_duration > 0 {
-            last_duration as f64 * tb
+        let last_shown = if last_packet.1 > 0 {
+            last_packet.1 as f64 * tb
         } else {
             median_gap
         };
@@ -721,12 +724,6 @@ fn special_kind(kind: &fs::FileType) -> &'static str {
 #[cfg(not(unix))]
 fn special_kind(_: &fs::FileType) -> &'static str {
     "special file"
-}
-
-fn median_gap(timestamps: &[f64]) -> f64 {
-    let mut gaps: Vec<f64> = timestamps.windows(2).map(|w| w[1] - w[0]).collect();
-    gaps.sort_by(f64::total_cmp);
-    gaps.get(gaps.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// Decoded-picture to packed-RGB converter for one output size; rebuilds its

@@ -23,5 +23,5 @@ pub use frame::{Frame, FrameKind, SelectedFrame};
 pub use init::ensure_ffmpeg;
 pub use pool::{JobPanicked, OrderedPool, load_clips};
 pub use resize::{ResizeError, resize};
-pub use sample::{SampleError, SamplingPlan, estimated_end, sample_indices};
+pub use sample::{SampleError, SamplingPlan, median_gap, sample_indices};
 pub use sheet::{SheetError, render_sheet, write_sheet};
