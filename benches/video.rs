@@ -13,29 +13,79 @@ use std::time::Instant;
 
 use ffmpeg_next as ffmpeg;
 use vgrpo::rng::Rng;
-use vgrpo::video::slowfast::{THUMB_SIDE, select_frames};
+use vgrpo::video::slowfast::{THUMB_SIDE, plan_sizes, select_frames};
 use vgrpo::video::{
     Container, EncodeSettings, Frame, FrameKind, VideoCodec, VideoConfig, VideoSource, VideoWriter,
     ensure_ffmpeg, load_clip, sample_indices,
 };
 
-const WIDTH: u32 = 640;
-const HEIGHT: u32 = 360;
-const FPS: f64 = 30.0;
-const SECONDS: f64 = 4.0;
+/// One benchmark clip.
+struct Spec {
+    container: Container,
+    codec: VideoCodec,
+    width: u32,
+    height: u32,
+    fps: f64,
+    seconds: f64,
+}
+
+const SPECS: [Spec; 5] = [
+    Spec {
+        container: Container::Mp4,
+        codec: VideoCodec::H264,
+        width: 640,
+        height: 360,
+        fps: 30.0,
+        seconds: 4.0,
+    },
+    Spec {
+        container: Container::Webm,
+        codec: VideoCodec::Vp9,
+        width: 640,
+        height: 360,
+        fps: 30.0,
+        seconds: 4.0,
+    },
+    Spec {
+        container: Container::Avi,
+        codec: VideoCodec::Mjpeg,
+        width: 640,
+        height: 360,
+        fps: 30.0,
+        seconds: 4.0,
+    },
+    Spec {
+        container: Container::Mkv,
+        codec: VideoCodec::H264,
+        width: 640,
+        height: 360,
+        fps: 30.0,
+        seconds: 4.0,
+    },
+    Spec {
+        container: Container::Mp4,
+        codec: VideoCodec::H264,
+        width: 1280,
+        height: 720,
+        fps: 24.0,
+        seconds: 3.0,
+    },
+];
 
 /// A moving scene: a drifting gradient, a bouncing box, a cut halfway and a
 /// little noise, so the codecs work as on real footage.
-fn scene_frame(i: usize, rng: &mut Rng) -> Frame {
-    let t = i as f64 / FPS;
-    let cut = t >= SECONDS / 2.0;
-    let bx = ((t * 150.0) as u32) % (WIDTH - 80);
-    let by = ((t * 90.0) as u32) % (HEIGHT - 80);
-    let mut rgb = Vec::with_capacity((WIDTH * HEIGHT * 3) as usize);
-    for y in 0..HEIGHT {
-        for x in 0..WIDTH {
+fn scene_frame(spec: &Spec, i: usize, rng: &mut Rng) -> Frame {
+    let (w, h) = (spec.width, spec.height);
+    let t = i as f64 / spec.fps;
+    let cut = t >= spec.seconds / 2.0;
+    let side = h / 4;
+    let bx = ((t * 150.0) as u32) % (w - side);
+    let by = ((t * 90.0) as u32) % (h - side);
+    let mut rgb = Vec::with_capacity((w * h * 3) as usize);
+    for y in 0..h {
+        for x in 0..w {
             let n = rng.below(12) as u32;
-            let in_box = (bx..bx + 80).contains(&x) && (by..by + 80).contains(&y);
+            let in_box = (bx..bx + side).contains(&x) && (by..by + side).contains(&y);
             let px = if in_box {
                 [230, 40, 40]
             } else if cut {
@@ -50,31 +100,29 @@ fn scene_frame(i: usize, rng: &mut Rng) -> Frame {
     }
     Frame {
         timestamp: t,
-        width: WIDTH,
-        height: HEIGHT,
+        width: w,
+        height: h,
         rgb,
     }
 }
 
 fn write_clips(dir: &Path) -> Vec<PathBuf> {
-    let cases = [
-        (Container::Mp4, VideoCodec::H264),
-        (Container::Webm, VideoCodec::Vp9),
-        (Container::Avi, VideoCodec::Mjpeg),
-        (Container::Mkv, VideoCodec::H264),
-    ];
-    let n = (FPS * SECONDS) as usize;
-    cases
+    SPECS
         .iter()
-        .map(|&(container, codec)| {
-            let path = dir.join(format!("bench_{codec:?}.{}", container.extension()));
-            let settings = EncodeSettings::new(container, FPS).with_codec(codec);
-            let mut writer = VideoWriter::create(&path, WIDTH, HEIGHT, &settings)
+        .map(|spec| {
+            let path = dir.join(format!(
+                "{:?}_{}p.{}",
+                spec.codec,
+                spec.height,
+                spec.container.extension()
+            ));
+            let settings = EncodeSettings::new(spec.container, spec.fps).with_codec(spec.codec);
+            let mut writer = VideoWriter::create(&path, spec.width, spec.height, &settings)
                 .unwrap_or_else(|e| panic!("{e:?}"));
             let mut rng = Rng::new(11);
-            for i in 0..n {
+            for i in 0..(spec.fps * spec.seconds) as usize {
                 writer
-                    .write(&scene_frame(i, &mut rng))
+                    .write(&scene_frame(spec, i, &mut rng))
                     .unwrap_or_else(|e| panic!("{e:?}"));
             }
             writer.finish().unwrap_or_else(|e| panic!("{e:?}"));
@@ -137,11 +185,26 @@ fn stage_times(path: &Path, config: &VideoConfig, reps: usize) -> [f64; 4] {
             select_frames(&thumbs, f64::from(config.slowfast_threshold)).expect("select");
         times[2].push(t.elapsed().as_secs_f64());
         let t = Instant::now();
+        let slow = decisions
+            .iter()
+            .filter(|d| d.kind == FrameKind::Slow)
+            .count();
+        let plan = plan_sizes(
+            source.width,
+            source.height,
+            slow,
+            decisions.len() - slow,
+            &config.budget(),
+        )
+        .expect("plan");
         let sizes: Vec<(u32, u32)> = decisions
             .iter()
-            .map(|d| match d.kind {
-                FrameKind::Slow => (476, 280),
-                FrameKind::Fast => (252, 140),
+            .map(|d| {
+                let g = match d.kind {
+                    FrameKind::Slow => plan.slow,
+                    FrameKind::Fast => plan.fast,
+                };
+                (g.width(), g.height())
             })
             .collect();
         std::hint::black_box(pictures.convert(&sizes).expect("convert"));
@@ -165,7 +228,7 @@ fn main() {
     let t = Instant::now();
     let paths = write_clips(dir.path());
     println!(
-        "encoded {} clips of {WIDTH}x{HEIGHT}, {SECONDS} s at {FPS} fps in {:.2} s",
+        "encoded {} clips (640x360 30 fps 4 s; 1280x720 24 fps 3 s) in {:.2} s",
         paths.len(),
         t.elapsed().as_secs_f64()
     );
@@ -180,7 +243,7 @@ fn main() {
         config.decode_threads
     );
     println!(
-        "{:<22} {:>10} {:>12} {:>7}  kept (slow/fast), sizes",
+        "{:<18} {:>10} {:>12} {:>7}  kept (slow/fast), sizes",
         "file", "bare (ms)", "pipeline (ms)", "ratio"
     );
     let (mut bare_total, mut pipe_total) = (0.0, 0.0);
@@ -210,7 +273,7 @@ fn main() {
             .filter(|f| f.kind == FrameKind::Slow)
             .count();
         println!(
-            "{:<22} {:>10.1} {:>12.1} {:>7.3}  {} of {} ({}/{}), slow {}x{}, fast {}x{}",
+            "{:<18} {:>10.1} {:>12.1} {:>7.3}  {} of {} ({}/{}), slow {}x{}, fast {}x{}",
             path.file_name().unwrap_or_default().to_string_lossy(),
             b * 1e3,
             p * 1e3,
@@ -225,7 +288,7 @@ fn main() {
             clip.plan.fast.height()
         );
         println!(
-            "{:<22} stages: open+demux {:.1} ms, decode {:.1} ms, thumbnails+SlowFast {:.1} ms, convert {:.1} ms",
+            "{:<18} stages: open+demux {:.1} ms, decode {:.1} ms, thumbnails+SlowFast {:.1} ms, convert {:.1} ms",
             "",
             stages[0] * 1e3,
             stages[1] * 1e3,

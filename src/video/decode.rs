@@ -344,6 +344,9 @@ impl VideoSource {
     /// A pick is matched to the first decoded frame presented at or after
     /// its timestamp, so a decoder that drops a frame yields its successor
     /// instead; running out of frames before a pick is an error.
+    ///
+    /// Memory: the picked pictures at source resolution (4:2:0 is 1.5 bytes
+    /// per pixel: 64 frames of 1280x720 hold about 88 MB).
     pub fn decode_pictures(&self, picks: &[usize]) -> Result<Pictures, VideoError> {
         let mut wanted = Vec::with_capacity(picks.len());
         for (i, &index) in picks.iter().enumerate() {
