@@ -22,7 +22,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::config::{VideoConfig, VideoConfigError};
-use super::decode::{VideoError, VideoFailure, VideoSource};
+use super::decode::VideoSource;
+use super::error::{VideoError, VideoFailure};
 use super::frame::{FrameKind, SelectedFrame};
 use super::sample::sample_indices;
 use super::sheet::{SheetError, write_sheet};

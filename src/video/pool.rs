@@ -27,7 +27,7 @@ use crossbeam_channel::{Receiver, Sender, bounded};
 
 use super::clip::{Clip, load_clip};
 use super::config::VideoConfig;
-use super::decode::{VideoError, VideoFailure};
+use super::error::{VideoError, VideoFailure};
 
 /// A job that panicked: its message.
 #[derive(Debug, Clone, PartialEq, Eq)]
