@@ -1,4 +1,13 @@
 //! Video input: ffmpeg decoding, fps sampling, SlowFast selection, resizing.
+//!
+//! In data-flow order: `probe` (is it a sane video?) → `decode` (two passes:
+//! timestamps, then the picked pictures) → `sample` (which frames, pure) →
+//! `convert` (swscale to RGB at the needed size) → `slowfast` (labels and
+//! token-budget sizes, pure) → `clip` (the whole path for one file, and the
+//! `vgrpo frames` report) → `pool` (many files on worker threads) → `sheet`
+//! (contact-sheet PNG). `encode` writes videos (tests, benchmark, synthetic
+//! data); `resize` is a pure-Rust resize for thumbnails and the sheet;
+//! `config` is the `[video]` section of a run config.
 
 pub mod clip;
 pub mod config;
