@@ -472,3 +472,28 @@ fn planar_444_video_takes_the_direct_conversion_path() {
         }
     }
 }
+
+#[test]
+fn a_live_stream_without_any_duration_still_decodes() {
+    // FFmpeg reports the unknown durations of a live mkv/webm as i64::MIN;
+    // the clip's end then comes from its last packet.
+    let dir = tempfile::tempdir().unwrap();
+    let frames = test_clip(16, 64, 48, 8.0);
+    for container in [Container::Mkv, Container::Webm] {
+        let settings = EncodeSettings::new(container, 8.0).with_live(true);
+        let path = write_clip_with(dir.path(), "live", settings, &frames);
+        {
+            let input = ffmpeg_next::format::input(&path).unwrap();
+            assert_eq!(input.duration(), i64::MIN, "{container:?}");
+        }
+        let source = open(&path).unwrap();
+        assert_eq!(source.timestamps().len(), 16);
+        assert!(
+            (source.end - 2.0).abs() < 2e-3,
+            "{container:?}: {}",
+            source.end
+        );
+        let decoded = source.decode(&[0, 15], 64, 48).unwrap();
+        assert!(mean_abs_diff(&decoded[1], &frames[15]) < 6.0);
+    }
+}
