@@ -292,6 +292,60 @@ fn write_wav(path: &Path, seconds: u32) {
     f.write_all(&vec![0u8; data_len as usize]).unwrap();
 }
 
+/// A PNG of `w`x`h` test pixels, in memory.
+fn png_bytes(w: u32, h: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut enc = png::Encoder::new(&mut out, w, h);
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_depth(png::BitDepth::Eight);
+    let mut writer = enc.write_header().unwrap();
+    writer.write_image_data(&test_frame(0, w, h).rgb).unwrap();
+    writer.finish().unwrap();
+    out
+}
+
+/// An MP3 of 40 silent frames with a PNG cover (ID3v2.3 APIC frame):
+/// FFmpeg shows the cover as a one-picture video stream.
+fn write_mp3_with_cover(path: &Path) {
+    let mut apic = vec![0u8]; // text encoding
+    apic.extend_from_slice(b"image/png\0");
+    apic.extend_from_slice(&[3, 0]); // front cover, empty description
+    apic.extend(png_bytes(16, 16));
+    let mut frame = b"APIC".to_vec();
+    frame.extend_from_slice(&(apic.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&[0, 0]);
+    frame.extend(apic);
+    let n = frame.len() as u32;
+    let syncsafe = [
+        (n >> 21) & 0x7f,
+        (n >> 14) & 0x7f,
+        (n >> 7) & 0x7f,
+        n & 0x7f,
+    ]
+    .map(|b| b as u8);
+    let mut bytes = b"ID3\x03\x00\x00".to_vec();
+    bytes.extend_from_slice(&syncsafe);
+    bytes.extend(frame);
+    for _ in 0..40 {
+        // MPEG-1 layer III, 128 kb/s, 44.1 kHz: 417-byte frames.
+        bytes.extend_from_slice(&[0xff, 0xfb, 0x90, 0x64]);
+        bytes.extend(std::iter::repeat_n(0u8, 413));
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn audio_with_cover_art_has_no_video_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("song.mp3");
+    write_mp3_with_cover(&path);
+    let reason = rejection(&path);
+    assert!(
+        matches!(&reason, VideoFailure::NoVideoStream { streams } if streams.contains("attached picture")),
+        "{reason:?}"
+    );
+}
+
 #[test]
 fn audio_only_file_has_no_video_stream() {
     let dir = tempfile::tempdir().unwrap();
@@ -386,4 +440,60 @@ fn unreadable_paths_are_typed_errors() {
         rejection(&fifo),
         VideoFailure::NotAFile(kind) if kind.contains("FIFO")
     ));
+}
+
+#[test]
+fn planar_444_video_takes_the_direct_conversion_path() {
+    // A raw YUV4MPEG2 4:4:4 clip: 6 grey frames, Y = 60 + 20 i, U = V = 128.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("grey.y4m");
+    let (w, h) = (32usize, 16usize);
+    let mut bytes = format!("YUV4MPEG2 W{w} H{h} F8:1 Ip A1:1 C444\n").into_bytes();
+    for i in 0..6u32 {
+        bytes.extend_from_slice(b"FRAME\n");
+        bytes.extend(std::iter::repeat_n((60 + 20 * i) as u8, w * h));
+        bytes.extend(std::iter::repeat_n(128u8, 2 * w * h));
+    }
+    std::fs::write(&path, bytes).unwrap();
+    let source = open(&path).unwrap();
+    assert_eq!(source.timestamps().len(), 6);
+    let frames = source.decode(&[0, 3, 5], 16, 8).unwrap();
+    for (frame, i) in frames.iter().zip([0u32, 3, 5]) {
+        assert!((frame.timestamp - f64::from(i) / 8.0).abs() < 1e-9);
+        // Limited-range BT.601 luma: grey = 255 (Y - 16) / 219.
+        let want = 255.0 * (f64::from(60 + 20 * i) - 16.0) / 219.0;
+        for px in frame.rgb.chunks(3) {
+            for &c in px {
+                assert!(
+                    (f64::from(c) - want).abs() <= 2.0,
+                    "frame {i}: {c} vs {want:.1}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_live_stream_without_any_duration_still_decodes() {
+    // FFmpeg reports the unknown durations of a live mkv/webm as i64::MIN;
+    // the clip's end then comes from its last packet.
+    let dir = tempfile::tempdir().unwrap();
+    let frames = test_clip(16, 64, 48, 8.0);
+    for container in [Container::Mkv, Container::Webm] {
+        let settings = EncodeSettings::new(container, 8.0).with_live(true);
+        let path = write_clip_with(dir.path(), "live", settings, &frames);
+        {
+            let input = ffmpeg_next::format::input(&path).unwrap();
+            assert_eq!(input.duration(), i64::MIN, "{container:?}");
+        }
+        let source = open(&path).unwrap();
+        assert_eq!(source.timestamps().len(), 16);
+        assert!(
+            (source.end - 2.0).abs() < 2e-3,
+            "{container:?}: {}",
+            source.end
+        );
+        let decoded = source.decode(&[0, 15], 64, 48).unwrap();
+        assert!(mean_abs_diff(&decoded[1], &frames[15]) < 6.0);
+    }
 }

@@ -145,6 +145,13 @@ fn bad_settings_and_frames_are_typed_errors() {
         reason(&webm.clone().with_faststart(true), &frames),
         EncodeFailure::FaststartNotMp4(Container::Webm)
     ));
+    assert!(matches!(
+        reason(
+            &EncodeSettings::new(Container::Mp4, 8.0).with_live(true),
+            &frames
+        ),
+        EncodeFailure::LiveNotMatroska(Container::Mp4)
+    ));
     let avi_vfr = EncodeSettings::new(Container::Avi, 8.0).with_timing(Timing::FrameTimestamps);
     assert!(matches!(
         reason(&avi_vfr, &frames),

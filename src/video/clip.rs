@@ -5,12 +5,16 @@
 //! Order of work (each step's input is the previous step's output):
 //! 1. [`VideoSource::open`]: checks, and every frame's timestamp;
 //! 2. [`sample_indices`]: which frames to keep (fps, min/max frames);
-//! 3. decode the kept frames once, straight to the *largest* slow size any
-//!    selection could get (one slow frame, all others fast), so no frame is
-//!    ever enlarged after decoding;
-//! 4. [`select_frames`]: slow/fast labels on those frames;
-//! 5. [`plan_sizes`]: the real slow and fast sizes for the actual counts;
-//! 6. [`resize`] each frame to its kind's size.
+//! 3. decode the stream once, keeping the picked pictures unconverted
+//!    (FFmpeg's reference-counted YUV buffers, no copy);
+//! 4. convert each to a 112x112 RGB thumbnail and run [`select_frames`]
+//!    (slow/fast labels);
+//! 5. [`plan_sizes`]: slow and fast sizes for the actual counts;
+//! 6. convert each picture once more, straight from YUV to its kind's size
+//!    (swscale: colour conversion and area scaling in one pass).
+//!
+//! Only the picked frames are ever converted, which is what keeps this
+//! within a small factor of a bare decode (see `benches/video.rs`).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -18,12 +22,12 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::config::{VideoConfig, VideoConfigError};
-use super::decode::{VideoError, VideoFailure, VideoSource};
+use super::decode::VideoSource;
+use super::error::{VideoError, VideoFailure};
 use super::frame::{FrameKind, SelectedFrame};
-use super::resize::resize;
 use super::sample::sample_indices;
 use super::sheet::{SheetError, write_sheet};
-use super::slowfast::{Decision, SizePlan, plan_sizes, select_frames};
+use super::slowfast::{Decision, SizePlan, THUMB_SIDE, plan_sizes, select_frames};
 
 /// Facts about the source file.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -60,11 +64,10 @@ pub fn load_clip(path: &Path, config: &VideoConfig) -> Result<Clip, VideoError> 
     let picks = sample_indices(source.timestamps(), source.end, &config.sampling())
         .map_err(|e| fail(VideoFailure::Sampling(e)))?;
     let n = picks.len();
-    let budget = config.budget();
-    let widest = plan_sizes(source.width, source.height, 1, n - 1, &budget)
-        .map_err(|e| fail(VideoFailure::Budget(e)))?;
-    let decoded = source.decode(&picks, widest.slow.width(), widest.slow.height())?;
-    let decisions = select_frames(&decoded, f64::from(config.slowfast_threshold))
+    let pictures = source.decode_pictures(&picks)?;
+    // Thumbnails straight from the decoded pictures (one swscale pass each).
+    let thumbs = pictures.convert(&vec![(THUMB_SIDE, THUMB_SIDE); n])?;
+    let decisions = select_frames(&thumbs, f64::from(config.slowfast_threshold))
         .map_err(|e| fail(VideoFailure::Resize(e)))?;
     let slow_count = decisions
         .iter()
@@ -75,24 +78,27 @@ pub fn load_clip(path: &Path, config: &VideoConfig) -> Result<Clip, VideoError> 
         source.height,
         slow_count,
         n - slow_count,
-        &budget,
+        &config.budget(),
     )
     .map_err(|e| fail(VideoFailure::Budget(e)))?;
-    let frames = decoded
+    let grid = |kind| match kind {
+        FrameKind::Slow => plan.slow,
+        FrameKind::Fast => plan.fast,
+    };
+    let sizes: Vec<(u32, u32)> = decisions
         .iter()
+        .map(|d| (grid(d.kind).width(), grid(d.kind).height()))
+        .collect();
+    // Each picture converted once, straight to its kind's size.
+    let frames = pictures
+        .convert(&sizes)?
+        .into_iter()
         .zip(&decisions)
-        .map(|(frame, decision)| {
-            let grid = match decision.kind {
-                FrameKind::Slow => plan.slow,
-                FrameKind::Fast => plan.fast,
-            };
-            resize(frame, grid.width(), grid.height()).map(|frame| SelectedFrame {
-                kind: decision.kind,
-                frame,
-            })
+        .map(|(frame, decision)| SelectedFrame {
+            kind: decision.kind,
+            frame,
         })
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| fail(VideoFailure::Resize(e)))?;
+        .collect();
     Ok(Clip {
         path: path.to_path_buf(),
         source: SourceInfo {

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::decode::DecodeLimits;
+use super::probe::DecodeLimits;
 use super::sample::SamplingPlan;
 use super::slowfast::TokenBudget;
 

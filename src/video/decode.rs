@@ -18,152 +18,25 @@
 //! An mp4 truncated with its index (`moov`) at the end cannot be opened at
 //! all.
 //!
-//! FFmpeg's demuxers are generous: a text file opens as a one-stream `tty`
-//! video, a random `.bin` as `bintext`, a PNG as a one-frame `png_pipe`
-//! video. Those are rejected by demuxer/codec name and by frame count.
+//! The checks on the file itself (text, still images, sizes...) are in
+//! `probe.rs`; the conversion of the kept pictures in `convert.rs`.
 //!
 //! Thread safety: [`VideoSource`] is `Send` (it holds no FFmpeg state
-//! between calls; each pass opens the file itself). The swscale context
-//! used inside [`VideoSource::decode`] is not `Send` and never leaves it.
+//! between calls; each pass opens the file itself). The swscale contexts
+//! used to convert pictures are not `Send` and never leave
+//! [`Pictures::convert`].
 
-use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 
 use ffmpeg_next as ffmpeg;
-use ffmpeg_next::format::Pixel;
-use ffmpeg_next::software::scaling;
-use ffmpeg_next::{Rational, codec, frame, media};
+use ffmpeg_next::{Rational, codec, frame};
 
+use super::convert::Pictures;
+use super::error::{VideoError, VideoFailure};
 use super::frame::Frame;
 use super::init::ensure_ffmpeg;
-use super::resize::ResizeError;
-use super::sample::SampleError;
-use super::slowfast::BudgetError;
-
-/// FFmpeg demuxers that turn arbitrary bytes into a "video" of rendered text
-/// or ANSI art. They will open a `.txt` or a random `.bin`.
-const TEXT_DEMUXERS: [&str; 5] = ["tty", "bin", "xbin", "adf", "idf"];
-
-/// Codecs that render text rather than decode pictures.
-const TEXT_CODECS: [codec::Id; 4] = [
-    codec::Id::ANSI,
-    codec::Id::BINTEXT,
-    codec::Id::XBIN,
-    codec::Id::IDF,
-];
-
-/// Limits on what is accepted as a video.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DecodeLimits {
-    /// Largest accepted width or height, in pixels.
-    pub max_side: u32,
-    /// Largest accepted width × height.
-    pub max_pixels: u64,
-    /// FFmpeg decoder threads per video (1 when a pool decodes many videos
-    /// at once).
-    pub threads: usize,
-}
-
-impl Default for DecodeLimits {
-    fn default() -> Self {
-        DecodeLimits {
-            max_side: 8192,
-            max_pixels: 8192 * 4320,
-            threads: 1,
-        }
-    }
-}
-
-/// Why a file was not accepted or could not be decoded.
-#[derive(Debug, thiserror::Error)]
-pub enum VideoFailure {
-    #[error("no such file")]
-    Missing,
-    #[error("cannot open the file")]
-    Unreadable(#[source] io::Error),
-    #[error("it is a {0}, not a regular file")]
-    NotAFile(&'static str),
-    #[error("the file is empty (0 bytes)")]
-    Empty,
-    #[error("FFmpeg cannot open it as a media file (unknown format, or an index is missing)")]
-    Unrecognised(#[source] ffmpeg::Error),
-    #[error("text, not a video (FFmpeg's `{demuxer}` demuxer renders text as pictures)")]
-    Text { demuxer: String },
-    #[error("still image, not a video (format `{format}`)")]
-    StillImage { format: String },
-    #[error("no video stream (the file holds: {streams})")]
-    NoVideoStream { streams: String },
-    #[error("the video stream does not say its frame size")]
-    UnknownSize,
-    #[error(
-        "absurd frame size {width}x{height} (accepted: at most {max_side} per side and \
-         {max_pixels} pixels)"
-    )]
-    AbsurdSize {
-        width: u32,
-        height: u32,
-        max_side: u32,
-        max_pixels: u64,
-    },
-    #[error("no decoder for its `{0}` video")]
-    NoDecoder(String),
-    #[error("{packets} of its video packets carry no timestamp")]
-    NoTimestamps { packets: usize },
-    #[error("the video stream has no frames")]
-    NoFrames,
-    #[error(
-        "truncated: the container declares {declared:.3} s but the frames stop at {found:.3} s"
-    )]
-    Truncated { declared: f64, found: f64 },
-    #[error("corrupt or truncated data while {stage}")]
-    Corrupt {
-        stage: &'static str,
-        #[source]
-        source: ffmpeg::Error,
-    },
-    #[error(
-        "decoding stopped at {decoded:.3} s, before the sampled frame at {wanted:.3} s \
-         (corrupt or truncated)"
-    )]
-    FramesMissing { decoded: f64, wanted: f64 },
-    #[error("cannot sample its frames")]
-    Sampling(#[source] SampleError),
-    #[error("cannot fit its frames into the token budget")]
-    Budget(#[source] BudgetError),
-    #[error("cannot resize its frames")]
-    Resize(#[source] ResizeError),
-    #[error("the decoding worker panicked: {0}")]
-    WorkerPanicked(String),
-    #[error("cannot scale to {width}x{height}: sizes must be non-zero")]
-    BadOutputSize { width: u32, height: u32 },
-    #[error("frame pick {index} is out of range: the video has {frames} frames")]
-    BadPick { index: usize, frames: usize },
-    #[error("FFmpeg failed to {stage}")]
-    Ffmpeg {
-        stage: &'static str,
-        #[source]
-        source: ffmpeg::Error,
-    },
-}
-
-/// A rejected or undecodable video: the path and why.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot read video {}", path.display())]
-pub struct VideoError {
-    pub path: PathBuf,
-    #[source]
-    pub reason: VideoFailure,
-}
-
-impl VideoError {
-    pub fn new(path: &Path, reason: VideoFailure) -> Self {
-        VideoError {
-            path: path.to_path_buf(),
-            reason,
-        }
-    }
-}
+use super::probe::{DecodeLimits, Stream, check_file, check_size};
+use super::sample::median_gap;
 
 /// A video that passed pass 1: its stream facts and frame timestamps.
 #[derive(Debug, Clone, PartialEq)]
@@ -218,7 +91,8 @@ impl VideoSource {
         let mut ticks = Vec::new();
         let mut untimed = 0usize;
         let mut dts_only = 0usize;
-        let mut last_duration = 0i64;
+        // Duration of the packet shown last (largest timestamp), if stated.
+        let mut last_packet = (i64::MIN, 0i64);
         let mut packet = ffmpeg::Packet::empty();
         loop {
             match packet.read(&mut input) {
@@ -240,7 +114,9 @@ impl VideoSource {
             match packet.pts().or(packet.dts()) {
                 Some(t) => {
                     ticks.push(t);
-                    last_duration = last_duration.max(packet.duration());
+                    if t >= last_packet.0 {
+                        last_packet = (t, packet.duration());
+                    }
                 }
                 None => untimed += 1,
             }
@@ -265,11 +141,11 @@ impl VideoSource {
         let first = ticks[0];
         let timestamps: Vec<f64> = ticks.iter().map(|&t| (t - first) as f64 * tb).collect();
         let last = timestamps[timestamps.len() - 1];
-        let median_gap = median_gap(&timestamps);
+        let median_gap = median_gap(&timestamps).unwrap_or(0.0);
         // The last frame lasts its packet's duration when the container says
         // so, else the typical gap between frames.
-        let last_shown = if last_duration > 0 {
-            last_duration as f64 * tb
+        let last_shown = if last_packet.1 > 0 {
+            last_packet.1 as f64 * tb
         } else {
             median_gap
         };
@@ -315,13 +191,9 @@ impl VideoSource {
         VideoError::new(&self.path, reason)
     }
 
-    /// Pass 2: decodes the frames at `picks` (ascending indices into
-    /// [`timestamps`](Self::timestamps)) as RGB scaled to `width`x`height`
-    /// (swscale's area filter; aspect ratio is the caller's business).
-    ///
-    /// A pick is matched to the first decoded frame presented at or after
-    /// its timestamp, so a decoder that drops a frame yields its successor
-    /// instead; running out of frames before a pick is an error.
+    /// Pass 2 and conversion in one: the frames at `picks` (ascending
+    /// indices into [`timestamps`](Self::timestamps)) as RGB scaled to
+    /// `width`x`height` (aspect ratio is the caller's business).
     pub fn decode(
         &self,
         picks: &[usize],
@@ -331,6 +203,22 @@ impl VideoSource {
         if width == 0 || height == 0 {
             return Err(self.error(VideoFailure::BadOutputSize { width, height }));
         }
+        let pictures = self.decode_pictures(picks)?;
+        pictures.convert(&vec![(width, height); pictures.len()])
+    }
+
+    /// Pass 2: decodes the stream once and keeps the pictures at `picks`
+    /// (ascending indices into [`timestamps`](Self::timestamps)) in FFmpeg's
+    /// own buffers, unconverted, so each can later be converted straight to
+    /// the size it needs.
+    ///
+    /// A pick is matched to the first decoded frame presented at or after
+    /// its timestamp, so a decoder that drops a frame yields its successor
+    /// instead; running out of frames before a pick is an error.
+    ///
+    /// Memory: the picked pictures at source resolution (4:2:0 is 1.5 bytes
+    /// per pixel: 64 frames of 1280x720 hold about 88 MB).
+    pub fn decode_pictures(&self, picks: &[usize]) -> Result<Pictures, VideoError> {
         let mut wanted = Vec::with_capacity(picks.len());
         for (i, &index) in picks.iter().enumerate() {
             let ok = index < self.ticks.len() && (i == 0 || index > picks[i - 1]);
@@ -362,8 +250,8 @@ impl VideoSource {
             other => ff("open the decoder")(other),
         })?;
 
-        let mut out = Vec::with_capacity(wanted.len());
-        let mut converter = Converter::new(width, height);
+        let mut out: Vec<frame::Video> = Vec::with_capacity(wanted.len());
+        let mut times = Vec::with_capacity(wanted.len());
         let first = self.ticks[0];
         let tb = f64::from(self.time_base);
         let seconds = |tick: i64| (tick - first) as f64 * tb;
@@ -442,21 +330,20 @@ impl VideoSource {
                 }
                 check_size(decoded.width(), decoded.height(), &self.limits)
                     .map_err(|r| self.error(r))?;
-                let rgb = converter
-                    .convert(&decoded)
-                    .map_err(ff("convert a frame to RGB"))?;
-                out.push(Frame {
-                    timestamp: seconds(target),
-                    width,
-                    height,
-                    rgb,
-                });
+                // Keep the decoder's reference-counted picture (no copy); the
+                // decoder allocates a fresh buffer for its next frame.
+                out.push(std::mem::replace(&mut decoded, frame::Video::empty()));
+                times.push(seconds(target));
                 if out.len() == wanted.len() {
                     break 'frames;
                 }
             }
         }
-        Ok(out)
+        Ok(Pictures {
+            path: self.path.clone(),
+            pictures: out,
+            timestamps: times,
+        })
     }
 }
 
@@ -471,216 +358,4 @@ pub(crate) fn open_decoder(
         ..codec::threading::Config::count(threads.max(1))
     });
     context.decoder().video()
-}
-
-/// Facts about the chosen video stream, gathered before reading packets.
-struct Stream {
-    index: usize,
-    format: String,
-    codec: String,
-    width: u32,
-    height: u32,
-    time_base: Rational,
-    /// Stream start and duration in ticks, when the container states usable
-    /// ones (FFmpeg reports "unknown" as `i64::MIN`).
-    start: Option<i64>,
-    duration: Option<i64>,
-    /// Whole-file duration in seconds, used only when the file has no other
-    /// stream that could be the longer one.
-    file_duration: Option<f64>,
-}
-
-impl Stream {
-    fn find(
-        input: &ffmpeg::format::context::Input,
-        limits: DecodeLimits,
-    ) -> Result<Stream, VideoFailure> {
-        let format = input.format().name().to_string();
-        if TEXT_DEMUXERS.contains(&format.as_str()) {
-            return Err(VideoFailure::Text { demuxer: format });
-        }
-        if format.starts_with("image2") || format.ends_with("_pipe") {
-            return Err(VideoFailure::StillImage { format });
-        }
-        let Some(stream) = input.streams().best(media::Type::Video) else {
-            let streams: Vec<String> = input
-                .streams()
-                .map(|s| {
-                    format!(
-                        "{:?} ({})",
-                        s.parameters().medium(),
-                        s.parameters().id().name()
-                    )
-                })
-                .collect();
-            let streams = if streams.is_empty() {
-                "no streams".to_string()
-            } else {
-                streams.join(", ")
-            };
-            return Err(VideoFailure::NoVideoStream { streams });
-        };
-        let parameters = stream.parameters();
-        let id = parameters.id();
-        if TEXT_CODECS.contains(&id) {
-            return Err(VideoFailure::Text { demuxer: format });
-        }
-        // Frame size as the container states it; checked again per decoded
-        // frame, since a stream may change size midway.
-        let (width, height) = unsafe {
-            // SAFETY: `parameters` owns a valid AVCodecParameters for the
-            // lifetime of this block; reading two ints does not mutate it.
-            let p = parameters.as_ptr();
-            ((*p).width, (*p).height)
-        };
-        if width <= 0 || height <= 0 {
-            return Err(VideoFailure::UnknownSize);
-        }
-        let (width, height) = (width as u32, height as u32);
-        check_size(width, height, &limits)?;
-
-        let start = Some(stream.start_time()).filter(|&t| t != i64::MIN);
-        let duration = Some(stream.duration()).filter(|&d| d > 0);
-        let file_duration = Some(input.duration())
-            .filter(|&d| d > 0 && input.nb_streams() == 1)
-            .map(|d| d as f64 / f64::from(ffmpeg::ffi::AV_TIME_BASE));
-        Ok(Stream {
-            index: stream.index(),
-            format,
-            codec: id.name().to_string(),
-            width,
-            height,
-            time_base: stream.time_base(),
-            start,
-            duration,
-            file_duration,
-        })
-    }
-
-    /// When the container says the stream ends, in seconds from the tick
-    /// `first` (the first frame's presentation time).
-    fn declared_end(&self, first: i64) -> Option<f64> {
-        let tb = f64::from(self.time_base);
-        match self.duration {
-            // A stream duration counts from the stream's start time.
-            Some(d) => Some((self.start.unwrap_or(first) + d - first) as f64 * tb),
-            // A one-stream file's duration counts from its first frame.
-            None => self.file_duration,
-        }
-    }
-}
-
-fn check_size(width: u32, height: u32, limits: &DecodeLimits) -> Result<(), VideoFailure> {
-    let pixels = u64::from(width) * u64::from(height);
-    if width == 0
-        || height == 0
-        || width > limits.max_side
-        || height > limits.max_side
-        || pixels > limits.max_pixels
-    {
-        return Err(VideoFailure::AbsurdSize {
-            width,
-            height,
-            max_side: limits.max_side,
-            max_pixels: limits.max_pixels,
-        });
-    }
-    Ok(())
-}
-
-/// Checks the path names a readable, non-empty regular file before FFmpeg
-/// sees it (FFmpeg's own errors for these cases are vague, and opening a FIFO
-/// would block).
-fn check_file(path: &Path) -> Result<(), VideoFailure> {
-    let meta = match fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(VideoFailure::Missing),
-        Err(e) => return Err(VideoFailure::Unreadable(e)),
-    };
-    let kind = meta.file_type();
-    if kind.is_dir() {
-        return Err(VideoFailure::NotAFile("directory"));
-    }
-    if !kind.is_file() {
-        return Err(VideoFailure::NotAFile(special_kind(&kind)));
-    }
-    if meta.len() == 0 {
-        return Err(VideoFailure::Empty);
-    }
-    fs::File::open(path).map_err(VideoFailure::Unreadable)?;
-    Ok(())
-}
-
-#[cfg(unix)]
-fn special_kind(kind: &fs::FileType) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    if kind.is_fifo() {
-        "FIFO (named pipe)"
-    } else if kind.is_socket() {
-        "socket"
-    } else if kind.is_block_device() || kind.is_char_device() {
-        "device"
-    } else {
-        "special file"
-    }
-}
-
-#[cfg(not(unix))]
-fn special_kind(_: &fs::FileType) -> &'static str {
-    "special file"
-}
-
-fn median_gap(timestamps: &[f64]) -> f64 {
-    let mut gaps: Vec<f64> = timestamps.windows(2).map(|w| w[1] - w[0]).collect();
-    gaps.sort_by(f64::total_cmp);
-    gaps.get(gaps.len() / 2).copied().unwrap_or(0.0)
-}
-
-/// Decoded-picture to packed-RGB converter; rebuilds its swscale context
-/// when the input size or pixel format changes. Not `Send`.
-struct Converter {
-    width: u32,
-    height: u32,
-    scaler: Option<(scaling::Context, (Pixel, u32, u32))>,
-    rgb: frame::Video,
-}
-
-impl Converter {
-    fn new(width: u32, height: u32) -> Self {
-        Converter {
-            width,
-            height,
-            scaler: None,
-            rgb: frame::Video::empty(),
-        }
-    }
-
-    fn convert(&mut self, input: &frame::Video) -> Result<Vec<u8>, ffmpeg::Error> {
-        let key = (input.format(), input.width(), input.height());
-        let scaler = match &mut self.scaler {
-            Some((s, k)) if *k == key => s,
-            slot => {
-                let s = scaling::Context::get(
-                    key.0,
-                    key.1,
-                    key.2,
-                    Pixel::RGB24,
-                    self.width,
-                    self.height,
-                    scaling::Flags::AREA,
-                )?;
-                self.rgb = frame::Video::empty();
-                &mut slot.insert((s, key)).0
-            }
-        };
-        scaler.run(input, &mut self.rgb)?;
-        let row = self.width as usize * 3;
-        let stride = self.rgb.stride(0);
-        let data = self.rgb.data(0);
-        let mut out = Vec::with_capacity(row * self.height as usize);
-        for y in 0..self.height as usize {
-            out.extend_from_slice(&data[y * stride..y * stride + row]);
-        }
-        Ok(out)
-    }
 }

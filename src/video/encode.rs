@@ -188,6 +188,10 @@ pub struct EncodeSettings {
     pub quality: u8,
     /// mp4/mov only: put the index (`moov`) before the media data.
     pub faststart: bool,
+    /// mkv/webm only: write as a live stream (no duration, no cue index), as
+    /// stream recorders do. Readers then get no duration at all (FFmpeg
+    /// reports `i64::MIN`).
+    pub live: bool,
     /// Encoder threads. 1 (the default) keeps the output bit-reproducible.
     pub threads: usize,
 }
@@ -202,6 +206,7 @@ impl EncodeSettings {
             timing: Timing::ConstantFps,
             quality: 23,
             faststart: false,
+            live: false,
             threads: 1,
         }
     }
@@ -225,6 +230,11 @@ impl EncodeSettings {
         self.faststart = faststart;
         self
     }
+
+    pub fn with_live(mut self, live: bool) -> Self {
+        self.live = live;
+        self
+    }
 }
 
 /// Why encoding failed (the [`EncodeError`] carries the path).
@@ -245,6 +255,8 @@ pub enum EncodeFailure {
     NoThreads,
     #[error("faststart only applies to mp4 and mov, not {0:?}")]
     FaststartNotMp4(Container),
+    #[error("live (unindexed) output only applies to mkv and webm, not {0:?}")]
+    LiveNotMatroska(Container),
     #[error("{0:?} stores one constant frame rate, so per-frame timestamps cannot be kept")]
     NoVariableFrameRate(Container),
     #[error("4:2:0 video needs a non-zero even width and height, got {width}x{height}")]
@@ -395,6 +407,9 @@ impl VideoWriter {
         header_opts.set("fflags", "+bitexact");
         if settings.faststart {
             header_opts.set("movflags", "+faststart");
+        }
+        if settings.live {
+            header_opts.set("live", "1");
         }
         output
             .write_header_with(header_opts)
@@ -570,6 +585,9 @@ fn validate_settings(s: &EncodeSettings, width: u32, height: u32) -> Result<(), 
     }
     if s.faststart && !matches!(s.container, Container::Mp4 | Container::Mov) {
         return Err(EncodeFailure::FaststartNotMp4(s.container));
+    }
+    if s.live && !matches!(s.container, Container::Mkv | Container::Webm) {
+        return Err(EncodeFailure::LiveNotMatroska(s.container));
     }
     if s.timing == Timing::FrameTimestamps && !s.container.variable_frame_rate() {
         return Err(EncodeFailure::NoVariableFrameRate(s.container));

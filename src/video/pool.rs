@@ -27,7 +27,7 @@ use crossbeam_channel::{Receiver, Sender, bounded};
 
 use super::clip::{Clip, load_clip};
 use super::config::VideoConfig;
-use super::decode::{VideoError, VideoFailure};
+use super::error::{VideoError, VideoFailure};
 
 /// A job that panicked: its message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -238,6 +238,14 @@ mod tests {
         assert_eq!(out[5], Ok(5));
     }
 
+    /// Waits (up to 10 s) until `counter` reaches `n`.
+    fn wait_for(counter: &AtomicUsize, n: usize) {
+        let start = std::time::Instant::now();
+        while counter.load(Ordering::SeqCst) < n && start.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     #[test]
     fn in_flight_work_is_bounded_by_the_window() {
         let started = Arc::new(AtomicUsize::new(0));
@@ -246,10 +254,14 @@ mod tests {
             counter.fetch_add(1, Ordering::SeqCst);
             i
         });
-        // Take nothing for a while: at most workers + depth = 5 start.
+        // Take nothing: exactly workers + depth = 5 jobs start, and no more
+        // however long we wait.
+        wait_for(&started, 5);
         std::thread::sleep(Duration::from_millis(50));
         assert_eq!(started.load(Ordering::SeqCst), 5);
+        // Taking one result lets exactly one more in.
         assert_eq!(pool.next(), Some(Ok(0)));
+        wait_for(&started, 6);
         std::thread::sleep(Duration::from_millis(50));
         assert_eq!(started.load(Ordering::SeqCst), 6);
     }

@@ -46,17 +46,13 @@ pub enum SampleError {
     BadPlan { fps: f64, min: usize, max: usize },
 }
 
-/// When the last frame stops being shown: its timestamp plus the median gap
-/// between frames (one frame at `fps` for a single-frame clip). Used when the
-/// container does not say how long the clip is.
-pub fn estimated_end(timestamps: &[f64], fps: f64) -> Option<f64> {
-    let last = *timestamps.last()?;
+/// The median gap between consecutive timestamps (`None` with fewer than
+/// two). The decoder uses it as the last frame's display time when the
+/// container does not give one, and as the slack of its truncation check.
+pub fn median_gap(timestamps: &[f64]) -> Option<f64> {
     let mut gaps: Vec<f64> = timestamps.windows(2).map(|w| w[1] - w[0]).collect();
-    if gaps.is_empty() {
-        return Some(last + 1.0 / fps);
-    }
     gaps.sort_by(f64::total_cmp);
-    Some(last + gaps[gaps.len() / 2])
+    gaps.get(gaps.len() / 2).copied()
 }
 
 /// Indices into `timestamps` of the frames to keep, ascending (see the module
@@ -229,10 +225,13 @@ mod tests {
     }
 
     #[test]
-    fn estimated_end_adds_the_median_gap() {
-        assert_eq!(estimated_end(&[0.0, 0.1, 0.2, 0.9], 8.0), Some(1.0));
-        assert_eq!(estimated_end(&[2.0], 8.0), Some(2.125));
-        assert_eq!(estimated_end(&[], 8.0), None);
+    fn median_gap_of_uneven_timestamps() {
+        // Gaps 0.1, 0.1, 0.7 (as f64 differences): the middle one.
+        assert_eq!(median_gap(&[0.0, 0.1, 0.2, 0.9]), Some(0.1));
+        // Gaps 0.5, 1.0: the upper of the two middles.
+        assert_eq!(median_gap(&[0.0, 0.5, 1.5]), Some(1.0));
+        assert_eq!(median_gap(&[2.0]), None);
+        assert_eq!(median_gap(&[]), None);
     }
 
     #[test]

@@ -57,8 +57,14 @@ pub const TOKEN_SIDE: u32 = 28;
 /// Per-value stabiliser of the patch similarity (see module docs).
 const STABILISER_PER_VALUE: f64 = 0.04;
 
-/// A frame reduced for comparison: 112x112 RGB values in `[-1, 1]`,
-/// row-major, HWC.
+/// Values in one comparison patch: 14·14 pixels × RGB.
+const PATCH_VALUES: usize = (PATCH_SIDE * PATCH_SIDE * 3) as usize;
+/// Independent partial sums per patch; lets the compiler use SIMD lanes
+/// while the summation order (and so the result) stays fixed.
+const LANES: usize = 8;
+
+/// A frame reduced for comparison: 112x112 RGB values in `[-1, 1]`, stored
+/// patch by patch (8x8 patches, each 14 rows of 14 RGB pixels, contiguous).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Thumbnail {
     values: Vec<f32>,
@@ -67,41 +73,55 @@ pub struct Thumbnail {
 impl Thumbnail {
     pub fn of(frame: &Frame) -> Result<Thumbnail, ResizeError> {
         let small = resize(frame, THUMB_SIDE, THUMB_SIDE)?;
-        Ok(Thumbnail {
-            values: small
-                .rgb
-                .iter()
-                .map(|&v| f32::from(v) / 127.5 - 1.0)
-                .collect(),
-        })
+        let (side, patches) = (PATCH_SIDE as usize, (THUMB_SIDE / PATCH_SIDE) as usize);
+        let row = THUMB_SIDE as usize * 3;
+        let mut values = Vec::with_capacity(small.rgb.len());
+        for py in 0..patches {
+            for px in 0..patches {
+                for y in py * side..(py + 1) * side {
+                    let start = y * row + px * side * 3;
+                    values.extend(
+                        small.rgb[start..start + side * 3]
+                            .iter()
+                            .map(|&v| f32::from(v) / 127.5 - 1.0),
+                    );
+                }
+            }
+        }
+        Ok(Thumbnail { values })
     }
 }
 
 /// Mean patch similarity of two thumbnails (see module docs), in `[-1, 1]`.
 pub fn similarity(a: &Thumbnail, b: &Thumbnail) -> f64 {
-    let patches = THUMB_SIDE / PATCH_SIDE;
-    let side = PATCH_SIDE as usize;
-    let row = THUMB_SIDE as usize * 3;
-    let c = STABILISER_PER_VALUE * (side * side * 3) as f64;
+    let c = STABILISER_PER_VALUE * PATCH_VALUES as f64;
     let mut total = 0.0;
-    for py in 0..patches as usize {
-        for px in 0..patches as usize {
-            let (mut dot, mut na, mut nb) = (0f64, 0f64, 0f64);
-            for y in py * side..(py + 1) * side {
-                let start = y * row + px * side * 3;
-                let ra = &a.values[start..start + side * 3];
-                let rb = &b.values[start..start + side * 3];
-                for (&x, &z) in ra.iter().zip(rb) {
-                    let (x, z) = (f64::from(x), f64::from(z));
-                    dot += x * z;
-                    na += x * x;
-                    nb += z * z;
-                }
+    let mut count = 0u32;
+    for (pa, pb) in a
+        .values
+        .chunks_exact(PATCH_VALUES)
+        .zip(b.values.chunks_exact(PATCH_VALUES))
+    {
+        let (mut dot, mut na, mut nb) = ([0f32; LANES], [0f32; LANES], [0f32; LANES]);
+        let (ca, cb) = (pa.chunks_exact(LANES), pb.chunks_exact(LANES));
+        let (ra, rb) = (ca.remainder(), cb.remainder());
+        for (xa, xb) in ca.zip(cb) {
+            for l in 0..LANES {
+                dot[l] += xa[l] * xb[l];
+                na[l] += xa[l] * xa[l];
+                nb[l] += xb[l] * xb[l];
             }
-            total += (2.0 * dot + c) / (na + nb + c);
         }
+        for (l, (&x, &z)) in ra.iter().zip(rb).enumerate() {
+            dot[l] += x * z;
+            na[l] += x * x;
+            nb[l] += z * z;
+        }
+        let sum = |v: [f32; LANES]| v.iter().map(|&x| f64::from(x)).sum::<f64>();
+        total += (2.0 * sum(dot) + c) / (sum(na) + sum(nb) + c);
+        count += 1;
     }
-    total / f64::from(patches * patches)
+    total / f64::from(count)
 }
 
 /// One frame's label and its similarity to the slow frame it was compared
