@@ -8,7 +8,8 @@
 //! `train_state`, takes one more step whose effects must be thrown away
 //! (an uncommitted metrics row), and resumes from the checkpoint into a
 //! freshly built model and optimizer — in this process, and in a separate
-//! process (this test binary re-run on the ignored `resume_child` test).
+//! process (this test binary re-run on the ignored `resume_child` test,
+//! with one CPU worker thread instead of one per core).
 //! Final weights must be bit-identical, and so must the metrics file and the
 //! run state.
 
@@ -323,6 +324,9 @@ fn resume_in_another_process_matches_the_straight_run() {
             "--test-threads=1",
         ])
         .env(CHILD_DIR_VAR, dir.path())
+        // One worker thread instead of one per core: the CPU backend's
+        // results must not depend on how it splits the work.
+        .env("RAYON_NUM_THREADS", "1")
         .output()
         .unwrap();
     assert!(
@@ -336,7 +340,15 @@ fn resume_in_another_process_matches_the_straight_run() {
         stdout.contains("1 passed"),
         "the child test did not run:\n{stdout}"
     );
-    assert_ne!(output_pid(&stdout), std::process::id());
+    assert_ne!(
+        printed(&stdout, "resume_child pid"),
+        u64::from(std::process::id())
+    );
+    // The seeded initialisation is the same in another process.
+    assert_eq!(
+        printed(&stdout, "init fingerprint"),
+        fingerprint(&tiny_model(SEED, &device).unwrap())
+    );
 
     // The child checkpointed its final state; read it back here.
     let final_ck = checkpoints(dir.path()).latest().unwrap().unwrap();
@@ -359,14 +371,24 @@ fn resume_in_another_process_matches_the_straight_run() {
     );
 }
 
-/// The pid the child printed.
-fn output_pid(stdout: &str) -> u32 {
-    // The harness prints "test resume_child ... " on the same line.
+/// A number the child printed after `label `.
+fn printed(stdout: &str, label: &str) -> u64 {
+    // The harness prints "test resume_child ... " on the first such line.
     stdout
-        .split_once("resume_child pid ")
+        .split_once(&format!("{label} "))
         .and_then(|(_, rest)| rest.split_whitespace().next())
         .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no pid line in the child's output:\n{stdout}"))
+        .unwrap_or_else(|| panic!("no {label:?} in the child's output:\n{stdout}"))
+}
+
+/// FNV-1a over every weight's bits: equal iff the weights are (in practice).
+fn fingerprint(model: &QwenVl) -> u64 {
+    weight_bits(model)
+        .iter()
+        .flat_map(|(_, bits)| bits)
+        .fold(0xCBF2_9CE4_8422_2325, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01B3)
+        })
 }
 
 /// The resumed half, in its own process: run by
@@ -381,6 +403,10 @@ fn resume_child() {
     );
     println!("resume_child pid {}", std::process::id());
     let device = device();
+    println!(
+        "init fingerprint {}",
+        fingerprint(&tiny_model(SEED, &device).unwrap())
+    );
     let run = second_half(&dir, &device);
     run.save();
 }
