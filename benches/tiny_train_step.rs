@@ -1,11 +1,13 @@
 //! Time of one training step of the embedded tiny model on the CPU backend:
 //! forward + backward on a batch of 8 rows × 200 tokens (next-token
-//! cross-entropy), then the AdamW update. Run with
+//! cross-entropy), then the AdamW update; and, for comparison, the forward
+//! pass alone without autodiff (what scoring and log-prob passes cost). Run with
 //! `cargo bench --bench tiny_train_step`; prints the median of a few
 //! repetitions after a warm-up.
 
 use std::time::{Duration, Instant};
 
+use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use vgrpo::default_model::tiny_model;
@@ -57,11 +59,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             update.push(end - mid);
         }
     }
+    let inference = Device::flex();
+    let frozen = model.valid();
+    let mut fwd = Vec::new();
+    for i in 0..REPEATS + 1 {
+        let start = Instant::now();
+        let logits = frozen.forward(&batch, &inference)?;
+        let _ = logits.slice([0..1, 0..1, 0..1]).into_data();
+        if i > 0 {
+            fwd.push(start.elapsed());
+        }
+    }
     println!(
-        "tiny model, {ROWS}×{LEN} tokens: forward+backward {:.0?} (median of {REPEATS}), \
-         clip+AdamW update {:.0?}",
+        "tiny model, {ROWS}×{LEN} tokens: forward+backward {:.0?}, clip+AdamW update {:.0?}, \
+         forward alone (no autodiff) {:.0?} (medians of {REPEATS})",
         median(fwd_bwd),
-        median(update)
+        median(update),
+        median(fwd)
     );
     Ok(())
 }
