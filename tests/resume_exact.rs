@@ -1,6 +1,7 @@
 //! Exact resume at the optimizer level, on the embedded tiny model.
 //!
-//! A toy training loop that has every piece of state a real run has — AdamW
+//! A toy training loop over video prompts (random pixel patches through the
+//! vision tower, then text) that has every piece of state a real run has — AdamW
 //! moments, a warmup+cosine learning rate, global gradient clipping, a
 //! shuffled data cursor, a "sampling" RNG and an update-order RNG that each
 //! step draws from, and a metrics JSONL file — runs 2N steps straight. The
@@ -11,7 +12,7 @@
 //! process (this test binary re-run on the ignored `resume_child` test,
 //! with one CPU worker thread instead of one per core).
 //! Final weights must be bit-identical, and so must the metrics file and the
-//! run state.
+//! run state; also with the vision tower frozen.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -25,8 +26,9 @@ use vgrpo::data::BatchCursor;
 use vgrpo::default_model::{TINY_CONFIG_JSON, tiny_model};
 use vgrpo::jsonl::JsonlWriter;
 use vgrpo::logits::token_log_probs;
-use vgrpo::model::{Batch, QwenVl};
-use vgrpo::optim::{OptimConfig, Optimizer, StepOutcome};
+use vgrpo::model::position::{TOKEN_TEXT, TOKEN_VIDEO};
+use vgrpo::model::{Batch, Grid, QwenVl, VideoInput};
+use vgrpo::optim::{OptimConfig, Optimizer, StepOutcome, freeze_vision};
 use vgrpo::rng::Rng;
 use vgrpo::schedule::ScheduleKind;
 use vgrpo::train_state::{self, Snapshot, TrainState};
@@ -39,6 +41,12 @@ const BATCH: usize = 2;
 const SEQ: usize = 12;
 /// Token ids drawn from the BPE part of the tiny vocabulary.
 const TEXT_VOCAB: u64 = 1024;
+/// Each row starts with a video of one temporal group of 4 × 6 patches:
+/// 6 video tokens after 2 × 2 merging, bracketed by vision start/end.
+const GRID: Grid = Grid { t: 1, h: 4, w: 6 };
+const VIDEO_TOKENS: usize = 6;
+/// Prompt length: vision start, video tokens, vision end, text.
+const LEN: usize = VIDEO_TOKENS + 2 + SEQ;
 
 const CHILD_DIR_VAR: &str = "VGRPO_RESUME_CHILD_DIR";
 
@@ -66,6 +74,14 @@ fn corpus() -> Vec<Vec<i64>> {
         .collect()
 }
 
+/// The pixel patches of row `row`'s video, `[GRID.patches() * patch_dim]`.
+fn pixels(row: usize, patch_dim: usize) -> Vec<f32> {
+    let mut rng = Rng::stream(SEED, "toy-pixels").fork(row as u64);
+    (0..GRID.patches() * patch_dim)
+        .map(|_| rng.normal() as f32)
+        .collect()
+}
+
 #[derive(Serialize)]
 struct MetricsRow {
     step: u64,
@@ -84,10 +100,15 @@ struct Run {
     run_dir: PathBuf,
 }
 
+/// Freezing is re-applied after a resume, as on a fresh start.
+fn maybe_freeze(model: QwenVl, frozen: bool) -> QwenVl {
+    if frozen { freeze_vision(model) } else { model }
+}
+
 impl Run {
-    fn fresh(run_dir: &Path, device: &Device) -> Run {
+    fn fresh(run_dir: &Path, device: &Device, frozen: bool) -> Run {
         Run {
-            model: tiny_model(SEED, device).unwrap(),
+            model: maybe_freeze(tiny_model(SEED, device).unwrap(), frozen),
             optimizer: Optimizer::new(&optim_config()),
             state: TrainState::fresh(SEED),
             cursor: BatchCursor::new(SEED, ROWS, BATCH).unwrap(),
@@ -98,7 +119,7 @@ impl Run {
 
     /// Continues from `checkpoints/latest` into a model built from another
     /// seed, so nothing but the checkpoint can make it match.
-    fn resume(run_dir: &Path, device: &Device) -> Run {
+    fn resume(run_dir: &Path, device: &Device, frozen: bool) -> Run {
         let ck = checkpoints(run_dir);
         let dir = ck.resolve(&Resume::Auto).unwrap().expect("a checkpoint");
         let restored = train_state::load(
@@ -109,7 +130,7 @@ impl Run {
         .unwrap();
         let state = restored.state;
         Run {
-            model: restored.actor,
+            model: maybe_freeze(restored.actor, frozen),
             optimizer: restored.optimizer,
             cursor: BatchCursor::resume(SEED, ROWS, BATCH, state.data).unwrap(),
             metrics: JsonlWriter::resume(&run_dir.join("metrics.jsonl"), state.metrics_len)
@@ -126,20 +147,48 @@ impl Run {
         let data = corpus();
         let mut rows = self.cursor.next_batch();
         self.state.rng.update.shuffle(&mut rows);
+        let c = &self.model.config;
+        let video = [
+            vec![i64::from(c.vision_start_token_id)],
+            vec![i64::from(c.video_token_id); VIDEO_TOKENS],
+            vec![i64::from(c.vision_end_token_id)],
+        ]
+        .concat();
+        let types = [
+            vec![TOKEN_TEXT],
+            vec![TOKEN_VIDEO; VIDEO_TOKENS],
+            vec![TOKEN_TEXT; 1 + SEQ],
+        ]
+        .concat();
         let tokens: Vec<Vec<i64>> = rows
             .iter()
             .map(|&r| {
-                let mut row = data[r].clone();
+                let mut text = data[r].clone();
                 let at = self.state.rng.rollout.index(SEQ);
-                row[at] = self.state.rng.rollout.below(TEXT_VOCAB) as i64;
-                row
+                text[at] = self.state.rng.rollout.below(TEXT_VOCAB) as i64;
+                [video.clone(), text].concat()
             })
             .collect();
+        let patch_dim = c.vision.patch_dim();
+        let pixel_values: Vec<f32> = rows.iter().flat_map(|&r| pixels(r, patch_dim)).collect();
         let flat: Vec<i64> = tokens.iter().flatten().copied().collect();
-        let targets = Tensor::<2, Int>::from_data(TensorData::new(flat, [BATCH, SEQ]), device)
-            .slice([0..BATCH, 1..SEQ]);
-        let logits = self.model.forward(&Batch::text(tokens), device).unwrap();
-        let logits = logits.slice([0..BATCH, 0..SEQ - 1]);
+        let targets = Tensor::<2, Int>::from_data(TensorData::new(flat, [BATCH, LEN]), device)
+            .slice([0..BATCH, 1..LEN]);
+        let batch = Batch {
+            attention_mask: vec![vec![true; LEN]; BATCH],
+            token_types: vec![types; BATCH],
+            input_ids: tokens,
+            video: Some(VideoInput {
+                pixel_values: Tensor::from_data(
+                    TensorData::new(pixel_values, [BATCH * GRID.patches(), patch_dim]),
+                    device,
+                ),
+                grids: vec![GRID; BATCH],
+                second_per_grid_ts: vec![1.0; BATCH],
+            }),
+        };
+        let logits = self.model.forward(&batch, device).unwrap();
+        let logits = logits.slice([0..BATCH, 0..LEN - 1]);
         // loss = −mean log p(next token), a [1] tensor
         let loss = token_log_probs(logits, targets, 1.0).mean().neg();
         let loss_value: f32 = loss.clone().into_scalar();
@@ -214,6 +263,14 @@ fn weight_bits(model: &QwenVl) -> Vec<(String, Vec<u32>)> {
     bits.0
 }
 
+/// The vision tower's weights only.
+fn vision_bits(model: &QwenVl) -> Vec<(String, Vec<u32>)> {
+    weight_bits(model)
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("model.visual."))
+        .collect()
+}
+
 fn assert_same_weights(a: &QwenVl, b: &QwenVl, what: &str) {
     let (a, b) = (weight_bits(a), weight_bits(b));
     assert_eq!(a.len(), b.len());
@@ -228,8 +285,8 @@ fn assert_same_weights(a: &QwenVl, b: &QwenVl, what: &str) {
     }
 }
 
-fn straight_run(dir: &Path, device: &Device) -> Run {
-    let mut run = Run::fresh(dir, device);
+fn straight_run(dir: &Path, device: &Device, frozen: bool) -> Run {
+    let mut run = Run::fresh(dir, device, frozen);
     for _ in 0..2 * N {
         run.step(device);
     }
@@ -237,8 +294,8 @@ fn straight_run(dir: &Path, device: &Device) -> Run {
 }
 
 /// N steps, a checkpoint, and one more step that the resume must discard.
-fn first_half(dir: &Path, device: &Device) {
-    let mut run = Run::fresh(dir, device);
+fn first_half(dir: &Path, device: &Device, frozen: bool) {
+    let mut run = Run::fresh(dir, device, frozen);
     for _ in 0..N {
         run.step(device);
     }
@@ -247,8 +304,8 @@ fn first_half(dir: &Path, device: &Device) {
     assert_eq!(run.metrics_text().lines().count() as u64, N + 1);
 }
 
-fn second_half(dir: &Path, device: &Device) -> Run {
-    let mut run = Run::resume(dir, device);
+fn second_half(dir: &Path, device: &Device, frozen: bool) -> Run {
+    let mut run = Run::resume(dir, device, frozen);
     assert_eq!(run.state.step, N);
     while run.state.step < 2 * N {
         run.step(device);
@@ -260,8 +317,8 @@ fn second_half(dir: &Path, device: &Device) -> Run {
 fn two_straight_runs_agree_bit_for_bit() {
     let device = device();
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = straight_run(d1.path(), &device);
-    let b = straight_run(d2.path(), &device);
+    let a = straight_run(d1.path(), &device, false);
+    let b = straight_run(d2.path(), &device, false);
     assert_same_weights(&a.model, &b.model, "second straight run");
     assert_eq!(a.metrics_text(), b.metrics_text());
     // The run exercises what a resume must carry: clipping on some steps,
@@ -275,20 +332,25 @@ fn two_straight_runs_agree_bit_for_bit() {
     assert!(rows.iter().any(|r| r["clipped"] == true));
     let lrs: Vec<f64> = rows.iter().map(|r| r["lr"].as_f64().unwrap()).collect();
     assert!(lrs.windows(2).any(|w| w[0] != w[1]), "{lrs:?}");
-    // The weights moved from their initial values.
+    // All weights moved from their initial values, the vision tower's too.
     let initial = tiny_model(SEED, &device).unwrap();
     assert_ne!(weight_bits(&a.model), weight_bits(&initial));
+    assert_ne!(
+        vision_bits(&a.model),
+        vision_bits(&initial),
+        "the video trains the vision tower"
+    );
 }
 
 #[test]
 fn resume_in_process_matches_the_straight_run() {
     let device = device();
     let straight_dir = tempfile::tempdir().unwrap();
-    let straight = straight_run(straight_dir.path(), &device);
+    let straight = straight_run(straight_dir.path(), &device, false);
 
     let dir = tempfile::tempdir().unwrap();
-    first_half(dir.path(), &device);
-    let resumed = second_half(dir.path(), &device);
+    first_half(dir.path(), &device, false);
+    let resumed = second_half(dir.path(), &device, false);
     assert_same_weights(&straight.model, &resumed.model, "resumed run");
     assert_eq!(straight.metrics_text(), resumed.metrics_text());
     assert_eq!(straight.state, resumed.state);
@@ -297,7 +359,7 @@ fn resume_in_process_matches_the_straight_run() {
     // the comparison above is sensitive to what the checkpoint carries.
     let ck = checkpoints(dir.path()).latest().unwrap().unwrap();
     let actor = train_state::load_actor(&ck, tiny_model(SEED + 1000, &device).unwrap()).unwrap();
-    let mut lost = Run::resume(dir.path(), &device);
+    let mut lost = Run::resume(dir.path(), &device, false);
     lost.model = actor;
     lost.optimizer = Optimizer::new(&optim_config());
     while lost.state.step < 2 * N {
@@ -307,13 +369,29 @@ fn resume_in_process_matches_the_straight_run() {
 }
 
 #[test]
+fn resume_with_a_frozen_vision_tower_matches_the_straight_run() {
+    let device = device();
+    let straight_dir = tempfile::tempdir().unwrap();
+    let straight = straight_run(straight_dir.path(), &device, true);
+    let dir = tempfile::tempdir().unwrap();
+    first_half(dir.path(), &device, true);
+    let resumed = second_half(dir.path(), &device, true);
+    assert_same_weights(&straight.model, &resumed.model, "resumed frozen run");
+    assert_eq!(straight.metrics_text(), resumed.metrics_text());
+    // The tower kept its initial weights; the rest trained.
+    let initial = tiny_model(SEED, &device).unwrap();
+    assert_eq!(vision_bits(&resumed.model), vision_bits(&initial));
+    assert_ne!(weight_bits(&resumed.model), weight_bits(&initial));
+}
+
+#[test]
 fn resume_in_another_process_matches_the_straight_run() {
     let device = device();
     let straight_dir = tempfile::tempdir().unwrap();
-    let straight = straight_run(straight_dir.path(), &device);
+    let straight = straight_run(straight_dir.path(), &device, false);
 
     let dir = tempfile::tempdir().unwrap();
-    first_half(dir.path(), &device);
+    first_half(dir.path(), &device, false);
     let exe = std::env::current_exe().unwrap();
     let output = Command::new(exe)
         .args([
@@ -407,6 +485,6 @@ fn resume_child() {
         "init fingerprint {}",
         fingerprint(&tiny_model(SEED, &device).unwrap())
     );
-    let run = second_half(&dir, &device);
+    let run = second_half(&dir, &device, false);
     run.save();
 }
