@@ -214,4 +214,62 @@ mod tests {
             "fresh logits should be small, max |logit| = {max}"
         );
     }
+
+    #[test]
+    fn forward_and_backward_through_a_video_prompt() {
+        use crate::model::position::{TOKEN_TEXT, TOKEN_VIDEO};
+        use crate::model::{Grid, VideoInput};
+        use burn::optim::GradientsParams;
+        let device = Device::flex().autodiff();
+        let model = tiny_model(5, &device).unwrap();
+        let c = &model.config;
+        // One temporal group (2 frames) of 4 × 6 patches of a 64 × 96 clip:
+        // 24 patches, 6 language-model tokens after 2 × 2 merging.
+        // (Qwen3-VL brackets each temporal group with its own
+        // vision_start/vision_end, so one group keeps the prompt simple.)
+        let grid = Grid { t: 1, h: 4, w: 6 };
+        let dim = c.vision.patch_dim();
+        let mut rng = Rng::new(1);
+        let pixels: Vec<f32> = (0..grid.patches() * dim)
+            .map(|_| rng.normal() as f32)
+            .collect();
+        let video_tokens = grid.tokens(c.vision.spatial_merge_size);
+        let mut ids = vec![1025, 40, 50, i64::from(c.vision_start_token_id)];
+        let mut types = vec![TOKEN_TEXT; ids.len()];
+        ids.extend(std::iter::repeat_n(
+            i64::from(c.video_token_id),
+            video_tokens,
+        ));
+        types.extend(std::iter::repeat_n(TOKEN_VIDEO, video_tokens));
+        ids.extend([i64::from(c.vision_end_token_id), 60, 1026]);
+        types.extend([TOKEN_TEXT; 3]);
+        let len = ids.len();
+        let batch = Batch {
+            input_ids: vec![ids],
+            attention_mask: vec![vec![true; len]],
+            token_types: vec![types],
+            video: Some(VideoInput {
+                pixel_values: Tensor::from_data(
+                    TensorData::new(pixels, [grid.patches(), dim]),
+                    &device,
+                ),
+                grids: vec![grid],
+                second_per_grid_ts: vec![1.0],
+            }),
+        };
+        let logits = model.forward(&batch, &device).unwrap();
+        assert_eq!(logits.dims(), [1, len, 1050]);
+        let grads = GradientsParams::from_grads(logits.mean().backward(), &model);
+        // The video reaches the vision tower's first layer and its position
+        // table.
+        let visual = &model.model.visual;
+        let g_patch = grads.get::<2>(visual.patch_embed.proj.weight.id).unwrap();
+        let g_pos = grads
+            .get::<2>(visual.pos_embed.as_ref().unwrap().weight.id)
+            .unwrap();
+        for g in [g_patch, g_pos] {
+            let v = g.into_data().try_to_vec::<f32>().unwrap();
+            assert!(v.iter().all(|x| x.is_finite()) && v.iter().any(|&x| x != 0.0));
+        }
+    }
 }

@@ -273,7 +273,9 @@ impl Optimizer {
 
 /// `sqrt(Σ g²)` over every gradient in `grads` that belongs to a parameter
 /// of `module`. The per-tensor sums of squares stay on the device and are
-/// summed there; one read-back per step.
+/// summed there in f32 (as torch's fp32 norm does); one read-back per step.
+/// A sum of squares beyond f32's range (norm ≳ 1.8e19) reads as infinite
+/// and so counts as non-finite.
 pub fn global_grad_norm<M: Module>(module: &M, grads: &GradientsParams) -> Result<f64, OptimError> {
     struct SumSquares<'a> {
         grads: &'a GradientsParams,
@@ -345,7 +347,8 @@ pub fn freeze_vision(mut model: QwenVl) -> QwenVl {
 /// that does not fit in memory at once. Gradients are *summed*: the caller
 /// scales each micro-batch loss so the sum is the loss it wants (e.g. each
 /// micro-batch's token sum divided by the whole batch's token count for a
-/// token mean).
+/// token mean). Clipping happens once, on the sum, when the summed
+/// gradients go to [`Optimizer::step`] — as with torch's accumulation.
 pub struct GradAccumulator<M> {
     inner: GradientsAccumulator<M>,
     micro_batches: usize,

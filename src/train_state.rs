@@ -16,6 +16,9 @@
 //! silently restart from zero moments (a resumed step then equals a
 //! fresh-optimizer step). Safetensors is for HF import/export only.
 //!
+//! The frozen reference model of GRPO is not in the checkpoint: it never
+//! changes, so a resumed run rebuilds it from the run's starting weights.
+//!
 //! [`save`] is meant to run inside [`crate::checkpoint::CheckpointDir::save`]'s
 //! closure, which makes the directory appear atomically.
 
