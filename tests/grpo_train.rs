@@ -48,6 +48,7 @@ fn dataset(dir: &Path) -> PathBuf {
             timing: Timing::ConstantFps,
             quality: 23,
             faststart: false,
+            live: false,
             threads: 1,
         };
         encode_video(&dir.join(&name), &frames, &settings).unwrap();
