@@ -15,6 +15,7 @@ pub mod schedule;
 
 // Inputs: manifest rows → decoded frames → prompt tokens → the model.
 pub mod data;
+pub mod default_model;
 pub mod inputs;
 pub mod loader;
 pub mod model;
@@ -28,6 +29,10 @@ pub mod logits;
 pub mod reward;
 pub mod rollout;
 pub mod sampling;
+
+// Updates and what a checkpoint holds.
+pub mod optim;
+pub mod train_state;
 
 // SFT and evaluation.
 pub mod eval;
