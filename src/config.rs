@@ -14,6 +14,9 @@
 //! current directory (where the user launched the run).
 
 use crate::data::MosScale;
+use crate::eval::EvalConfig;
+use crate::model_source::ModelConfig;
+use crate::optim::OptimConfig;
 use crate::video::VideoConfig;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -29,6 +32,12 @@ pub struct Config {
     pub data: DataConfig,
     #[serde(default)]
     pub video: VideoConfig,
+    #[serde(default)]
+    pub model: ModelConfig,
+    #[serde(default)]
+    pub optim: OptimConfig,
+    #[serde(default)]
+    pub eval: EvalConfig,
 }
 
 /// `[run]`: identity and reproducibility of a run.
@@ -172,6 +181,9 @@ impl Validate for Config {
         self.run.validate("run", rules);
         self.data.validate("data", rules);
         Validate::validate(&self.video, "video", rules);
+        self.model.validate("model", rules);
+        self.optim.validate("optim", rules);
+        self.eval.validate("eval", rules);
     }
 }
 

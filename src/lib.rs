@@ -19,6 +19,7 @@ pub mod default_model;
 pub mod inputs;
 pub mod loader;
 pub mod model;
+pub mod model_source;
 pub mod text;
 pub mod video;
 

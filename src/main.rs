@@ -69,6 +69,30 @@ enum Command {
         #[arg(long, default_value_t = 1e-4)]
         tolerance: f64,
     },
+    /// Judge the test split with `[model]`: SRCC/PLCC/KRCC, pairwise
+    /// accuracy, format rate; writes `<run dir>/eval/report.{json,md}` and
+    /// `predictions.jsonl`.
+    Eval(ConfigArgs),
+    /// Judge one video on one dimension; prints the judgement as JSON.
+    Score {
+        /// Model directory (HF layout or a checkpoint); absent: the tiny model.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// The video file.
+        video: PathBuf,
+        /// visual, dynamic or alignment.
+        #[arg(long)]
+        dimension: String,
+        /// The text prompt the video was generated from.
+        #[arg(long, default_value = "")]
+        prompt: String,
+        /// Answer layout the model was trained for.
+        #[arg(long, default_value = "think-first")]
+        order: String,
+        /// Longest answer.
+        #[arg(long, default_value_t = 256)]
+        max_new_tokens: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -132,6 +156,46 @@ fn run(command: Command) -> anyhow::Result<()> {
                     report.rel_error
                 );
             }
+        }
+        Command::Eval(args) => {
+            let cfg = args.load()?;
+            let out = vgrpo::eval::run_eval(&cfg, &Device::default())?;
+            let dir = cfg.run.dir().join("eval");
+            out.write(&dir)?;
+            print!("{}", out.report.to_markdown());
+            println!("written to {}", dir.display());
+        }
+        Command::Score {
+            model,
+            video,
+            dimension,
+            prompt,
+            order,
+            max_new_tokens,
+        } => {
+            let Some(dimension) = vgrpo::data::Dimension::from_id(&dimension) else {
+                bail!("--dimension must be visual, dynamic or alignment, got {dimension:?}");
+            };
+            let order: vgrpo::text::AnswerOrder =
+                serde_json::from_value(serde_json::Value::String(order.clone())).map_err(|_| {
+                    anyhow::anyhow!("--order must be think-first or rating-first, got {order:?}")
+                })?;
+            let request = vgrpo::eval::ScoreRequest {
+                model: vgrpo::model_source::ModelConfig {
+                    path: model,
+                    tokenizer: None,
+                },
+                video,
+                dimension,
+                generation_prompt: prompt,
+                order,
+                max_new_tokens,
+                video_config: VideoConfig::default(),
+                scale: vgrpo::data::MosScale::default(),
+                seed: 0,
+            };
+            let judgement = vgrpo::eval::score_video(&request, &Device::default())?;
+            println!("{}", serde_json::to_string_pretty(&judgement)?);
         }
     }
     Ok(())

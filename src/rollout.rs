@@ -213,7 +213,7 @@ fn rows_to_host(logits: Tensor<3>) -> Result<Vec<Vec<f32>>, ModelError> {
 }
 
 /// Stacks prompts into one left-padded batch with their videos in order.
-fn left_padded_batch(prompts: &[GroupPrompt], tokens: &Tokens) -> Batch {
+pub fn left_padded_batch(prompts: &[GroupPrompt], tokens: &Tokens) -> Batch {
     let len = prompts.iter().map(|p| p.ids.len()).max().unwrap_or(0);
     let video_pad = i64::from(tokens.video_pad);
     let mut batch = Batch {
