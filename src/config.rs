@@ -17,6 +17,7 @@ use crate::data::MosScale;
 use crate::eval::EvalConfig;
 use crate::model_source::ModelConfig;
 use crate::optim::OptimConfig;
+use crate::sft::SftConfig;
 use crate::video::VideoConfig;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -38,6 +39,8 @@ pub struct Config {
     pub optim: OptimConfig,
     #[serde(default)]
     pub eval: EvalConfig,
+    #[serde(default)]
+    pub sft: SftConfig,
 }
 
 /// `[run]`: identity and reproducibility of a run.
@@ -184,6 +187,7 @@ impl Validate for Config {
         self.model.validate("model", rules);
         self.optim.validate("optim", rules);
         self.eval.validate("eval", rules);
+        self.sft.validate("sft", rules);
     }
 }
 

@@ -38,4 +38,5 @@ pub mod train_state;
 // SFT and evaluation.
 pub mod eval;
 pub mod score;
+pub mod sft;
 pub mod sft_loss;

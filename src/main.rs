@@ -69,6 +69,16 @@ enum Command {
         #[arg(long, default_value_t = 1e-4)]
         tolerance: f64,
     },
+    /// Supervised fine-tuning (`[sft] mode = "cold-start" | "cool-off"`):
+    /// CE on the answer + MSE on the softmax score; exports `<run dir>/final`.
+    Sft {
+        #[command(flatten)]
+        args: ConfigArgs,
+        /// `auto` (continue from checkpoints/latest if any), a checkpoint
+        /// directory, or `no`.
+        #[arg(long, default_value = "no")]
+        resume: vgrpo::checkpoint::Resume,
+    },
     /// Judge the test split with `[model]`: SRCC/PLCC/KRCC, pairwise
     /// accuracy, format rate; writes `<run dir>/eval/report.{json,md}` and
     /// `predictions.jsonl`.
@@ -156,6 +166,17 @@ fn run(command: Command) -> anyhow::Result<()> {
                     report.rel_error
                 );
             }
+        }
+        Command::Sft { args, resume } => {
+            let cfg = args.load()?;
+            let summary = vgrpo::sft::run_sft(&cfg, &resume, &Device::default())?;
+            println!(
+                "sft: {} updates on {} examples in {:.1} s; model exported to {}",
+                summary.steps,
+                summary.items,
+                summary.seconds,
+                summary.final_dir.display()
+            );
         }
         Command::Eval(args) => {
             let cfg = args.load()?;
