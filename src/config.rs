@@ -14,9 +14,11 @@
 //! current directory (where the user launched the run).
 
 use crate::data::MosScale;
+use crate::eval::EvalConfig;
 use crate::grpo::config::GrpoConfig;
+use crate::model_source::ModelConfig;
 use crate::optim::OptimConfig;
-use crate::policy::ModelConfig;
+use crate::sft::SftConfig;
 use crate::video::VideoConfig;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -38,6 +40,9 @@ pub struct Config {
     pub optim: OptimConfig,
     #[serde(default)]
     pub grpo: GrpoConfig,
+    pub eval: EvalConfig,
+    #[serde(default)]
+    pub sft: SftConfig,
 }
 
 /// `[run]`: identity and reproducibility of a run.
@@ -184,6 +189,8 @@ impl Validate for Config {
         self.model.validate("model", rules);
         self.optim.validate("optim", rules);
         self.grpo.validate("grpo", rules);
+        self.eval.validate("eval", rules);
+        self.sft.validate("sft", rules);
     }
 }
 

@@ -21,7 +21,7 @@ pub mod default_model;
 pub mod inputs;
 pub mod loader;
 pub mod model;
-pub mod policy;
+pub mod model_source;
 pub mod text;
 pub mod video;
 
@@ -36,4 +36,5 @@ pub mod sampling;
 // SFT and evaluation.
 pub mod eval;
 pub mod score;
+pub mod sft;
 pub mod sft_loss;

@@ -104,6 +104,40 @@ enum Command {
         #[arg(long, default_value_t = 1e-4)]
         tolerance: f64,
     },
+    /// Supervised fine-tuning (`[sft] mode = "cold-start" | "cool-off"`):
+    /// CE on the answer + MSE on the softmax score; exports `<run dir>/final`.
+    Sft {
+        #[command(flatten)]
+        args: ConfigArgs,
+        /// `auto` (continue from checkpoints/latest if any), a checkpoint
+        /// directory, or `no`.
+        #[arg(long, default_value = "no")]
+        resume: vgrpo::checkpoint::Resume,
+    },
+    /// Judge the test split with `[model]`: SRCC/PLCC/KRCC, pairwise
+    /// accuracy, format rate; writes `<run dir>/eval/report.{json,md}` and
+    /// `predictions.jsonl`.
+    Eval(ConfigArgs),
+    /// Judge one video on one dimension; prints the judgement as JSON.
+    Score {
+        /// Model directory (HF layout or a checkpoint); absent: the tiny model.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// The video file.
+        video: PathBuf,
+        /// visual, dynamic or alignment.
+        #[arg(long)]
+        dimension: String,
+        /// The text prompt the video was generated from.
+        #[arg(long, default_value = "")]
+        prompt: String,
+        /// Answer layout the model was trained for.
+        #[arg(long, default_value = "think-first")]
+        order: String,
+        /// Longest answer.
+        #[arg(long, default_value_t = 256)]
+        max_new_tokens: usize,
+    },
 }
 
 /// Unset options keep the defaults of `SynthConfig`.
@@ -231,7 +265,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                 )
             })?;
             let device = Device::default();
-            let loaded = cfg.model.load(cfg.run.seed, &device)?;
+            let loaded = vgrpo::model_source::load_model(&cfg.model, cfg.run.seed, &device)?;
             let mut rollout = cfg.grpo.rollout();
             if let Some(g) = group {
                 rollout.group_size = g.max(1);
@@ -286,6 +320,57 @@ fn run(command: Command) -> anyhow::Result<()> {
                     report.rel_error
                 );
             }
+        }
+        Command::Sft { args, resume } => {
+            let cfg = args.load()?;
+            let summary = vgrpo::sft::run_sft(&cfg, &resume, &Device::default())?;
+            println!(
+                "sft: {} updates on {} examples in {:.1} s; model exported to {}",
+                summary.steps,
+                summary.items,
+                summary.seconds,
+                summary.final_dir.display()
+            );
+        }
+        Command::Eval(args) => {
+            let cfg = args.load()?;
+            let out = vgrpo::eval::run_eval(&cfg, &Device::default())?;
+            let dir = cfg.run.dir().join("eval");
+            out.write(&dir)?;
+            print!("{}", out.report.to_markdown());
+            println!("written to {}", dir.display());
+        }
+        Command::Score {
+            model,
+            video,
+            dimension,
+            prompt,
+            order,
+            max_new_tokens,
+        } => {
+            let Some(dimension) = vgrpo::data::Dimension::from_id(&dimension) else {
+                bail!("--dimension must be visual, dynamic or alignment, got {dimension:?}");
+            };
+            let order: vgrpo::text::AnswerOrder =
+                serde_json::from_value(serde_json::Value::String(order.clone())).map_err(|_| {
+                    anyhow::anyhow!("--order must be think-first or rating-first, got {order:?}")
+                })?;
+            let request = vgrpo::eval::ScoreRequest {
+                model: vgrpo::model_source::ModelConfig {
+                    path: model,
+                    tokenizer: None,
+                },
+                video,
+                dimension,
+                generation_prompt: prompt,
+                order,
+                max_new_tokens,
+                video_config: VideoConfig::default(),
+                scale: vgrpo::data::MosScale::default(),
+                seed: 0,
+            };
+            let judgement = vgrpo::eval::score_video(&request, &Device::default())?;
+            println!("{}", serde_json::to_string_pretty(&judgement)?);
         }
     }
     Ok(())

@@ -293,7 +293,7 @@ pub struct VideoQuery<'a> {
 /// What the policy says about one video: `group_size` sampled judgements of
 /// the query's dimension, parsed (think-first, as GRPO samples them).
 pub fn judge_video(
-    loaded: &crate::policy::Loaded,
+    loaded: &crate::model_source::LoadedModel,
     query: VideoQuery<'_>,
     video: &crate::video::VideoConfig,
     cfg: &RolloutConfig,

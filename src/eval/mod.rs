@@ -1,10 +1,18 @@
 //! Evaluation of a judge against human scores: correlation metrics,
 //! model-level aggregation, pairwise preference accuracy, answer statistics.
 
+pub mod judge;
 pub mod metrics;
+pub mod report;
+pub mod run;
 
 pub use metrics::{
     AnswerStats, Correlations, MetricError, ModelLevel, PairwiseAccuracy, PairwiseConfig,
     aggregate_by_generator, answer_stats, correlations, krcc, pairwise_accuracy,
     pairwise_accuracy_within, plcc, srcc,
+};
+pub use report::{EvalReport, Prediction};
+pub use run::{
+    EvalConfig, EvalData, EvalError, EvalOutput, Judgement, ScoreRequest, evaluate, run_eval,
+    score_video,
 };

@@ -31,7 +31,7 @@ use crate::model::logprob::{
     CompletionBatch, completion_logits, completion_logprobs, completion_targets,
 };
 use crate::optim::{Optimizer, StepOutcome, freeze_vision};
-use crate::policy::{ModelConfig, export};
+use crate::model_source::{ModelConfig, export_model, load_model};
 use crate::progress::Progress;
 use crate::reward::judge_completion;
 use crate::rng::Rng;
@@ -78,7 +78,7 @@ pub enum TrainError {
     #[error(transparent)]
     Cursor(#[from] crate::data::CursorError),
     #[error(transparent)]
-    Load(#[from] crate::policy::LoadError),
+    Load(#[from] crate::model_source::ModelSourceError),
     #[error(transparent)]
     Model(#[from] crate::model::ModelError),
     #[error(transparent)]
@@ -152,16 +152,16 @@ pub fn train(
 
     // Actor (trained), reference (frozen starting point).
     let train_device = device.clone().autodiff();
-    let loaded = config.model.load(seed, &train_device)?;
+    let loaded = load_model(&config.model, seed, &train_device)?;
     let config_json = loaded.config_json;
+    let loaded_origin = loaded.origin.clone();
     let reference: QwenVl = match &g.reference {
         Some(dir) => {
-            ModelConfig {
+            let reference = ModelConfig {
                 path: Some(dir.clone()),
-                ..ModelConfig::default()
-            }
-            .load(seed, device)?
-            .model
+                tokenizer: None,
+            };
+            load_model(&reference, seed, device)?.model
         }
         None => loaded.model.valid(),
     };
@@ -225,7 +225,7 @@ pub fn train(
         "grpo: {} steps × {p} prompts × G = {}, model {}, run dir {}",
         g.steps,
         g.group_size,
-        config.model.describe(),
+        loaded_origin,
         run_dir.display()
     );
     let progress = Progress::new("grpo", g.steps, state.step);
@@ -497,7 +497,7 @@ pub fn train(
         None
     } else {
         let dir = run_dir.join("final");
-        export(&actor.valid(), &config_json, &tokenizer, &dir)?;
+        export_model(&actor.valid(), &config_json, &tokenizer, &dir)?;
         Some(dir)
     };
     Ok(TrainSummary {

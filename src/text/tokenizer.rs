@@ -28,8 +28,6 @@ pub enum TokenizerError {
     },
     #[error("cannot parse tokenizer {origin}: {message}")]
     Parse { origin: String, message: String },
-    #[error("cannot write tokenizer file {path}: {message}")]
-    Write { path: PathBuf, message: String },
     #[error("tokenizer {origin} has no token {token:?} (needed for {role})")]
     MissingToken {
         origin: String,
@@ -217,17 +215,6 @@ impl Tokenizer {
             special,
             ratings,
         })
-    }
-
-    /// Writes the tokenizer as a `tokenizer.json` (e.g. beside an exported
-    /// model, so the directory is complete for the next stage).
-    pub fn save(&self, path: &Path) -> Result<(), TokenizerError> {
-        self.inner
-            .save(path, false)
-            .map_err(|e| TokenizerError::Write {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            })
     }
 
     /// Where this tokenizer was loaded from.

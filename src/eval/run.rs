@@ -1,0 +1,428 @@
+//! `vgrpo eval` and `vgrpo score`: a model judged on a manifest split, or on
+//! one video.
+//!
+//! Videos are decoded on worker threads ([`crate::loader::prepare_all`])
+//! while the model judges the previous batch; a row whose video fails to
+//! load is logged with its reason, counted in the report and left out.
+
+use super::judge::{JudgeError, JudgeInput, JudgeSettings, Verdict, judge_batch};
+use super::metrics::PairwiseConfig;
+use super::report::{AnswerRecord, EvalReport, Prediction, aggregate};
+use crate::config::{Config, Rules, Validate};
+use crate::data::{Dimension, Manifest, ManifestError, MosScale, Rating, Split};
+use crate::inputs::{Example, InputError, InputSpec, judge_prompt, prepare_video};
+use crate::jsonl::{JsonlError, JsonlWriter};
+use crate::loader::{Preparer, prepare_all};
+use crate::model::QwenVl;
+use crate::model_source::{ModelConfig, ModelSourceError, load_model};
+use crate::progress::Progress;
+use crate::score::rating_probabilities;
+use crate::text::{AnswerOrder, ChatError, Tokenizer};
+use crate::video::{VideoConfig, load_clip};
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// `[eval]` settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalConfig {
+    /// The answer layout the model was trained for: `think-first` (cold
+    /// start, GRPO) or `rating-first` (cool-off).
+    pub order: AnswerOrder,
+    /// Which manifest split to judge (rows without a split belong to all).
+    pub split: Split,
+    /// Prompts judged together in one forward pass.
+    pub batch: usize,
+    /// Longest greedy answer.
+    pub max_new_tokens: usize,
+    /// Generate the answer of rating-first models too (format statistics,
+    /// rationale); think-first models always generate.
+    pub generate: bool,
+    /// Pairwise accuracy: the judge predicts a tie when two scores in [0, 1]
+    /// differ by less than this (Q-Save appendix A: 0.05).
+    pub pred_tie_threshold: f64,
+    /// Pairwise accuracy: two MOS within this distance are a human tie.
+    pub truth_tie_threshold: f64,
+    /// Video decoding threads.
+    pub workers: usize,
+    /// Judge at most this many rows of the split (0: all).
+    pub limit: usize,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        EvalConfig {
+            order: AnswerOrder::ThinkFirst,
+            split: Split::Test,
+            batch: 4,
+            max_new_tokens: 96,
+            generate: true,
+            pred_tie_threshold: 0.05,
+            truth_tie_threshold: 0.0,
+            workers: 2,
+            limit: 0,
+        }
+    }
+}
+
+impl EvalConfig {
+    pub fn pairwise(&self) -> PairwiseConfig {
+        PairwiseConfig {
+            pred_tie_threshold: self.pred_tie_threshold,
+            truth_tie_threshold: self.truth_tie_threshold,
+        }
+    }
+
+    pub fn judge_settings(&self) -> JudgeSettings {
+        JudgeSettings {
+            order: self.order,
+            max_new_tokens: self.max_new_tokens,
+            generate: self.generate,
+        }
+    }
+}
+
+impl Validate for EvalConfig {
+    fn validate(&self, p: &str, rules: &mut Rules) {
+        rules.check(self.batch >= 1, &format!("{p}.batch"), || {
+            format!("batch must be ≥ 1, got {}", self.batch)
+        });
+        rules.check(
+            self.max_new_tokens >= 1,
+            &format!("{p}.max_new_tokens"),
+            || format!("max_new_tokens must be ≥ 1, got {}", self.max_new_tokens),
+        );
+        rules.check(
+            (0.0..1.0).contains(&self.pred_tie_threshold),
+            &format!("{p}.pred_tie_threshold"),
+            || {
+                format!(
+                    "pred_tie_threshold is on the [0, 1] score scale and must be in [0, 1), got {}",
+                    self.pred_tie_threshold
+                )
+            },
+        );
+        rules.check(
+            self.truth_tie_threshold.is_finite() && self.truth_tie_threshold >= 0.0,
+            &format!("{p}.truth_tie_threshold"),
+            || {
+                format!(
+                    "truth_tie_threshold must be ≥ 0, got {}",
+                    self.truth_tie_threshold
+                )
+            },
+        );
+        rules.check(self.workers >= 1, &format!("{p}.workers"), || {
+            format!("workers must be ≥ 1, got {}", self.workers)
+        });
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    Model(#[from] ModelSourceError),
+    #[error(transparent)]
+    Input(#[from] InputError),
+    #[error(transparent)]
+    Judge(#[from] JudgeError),
+    #[error("building the judging prompt: {0}")]
+    Prompt(#[from] ChatError),
+    #[error(transparent)]
+    Jsonl(#[from] JsonlError),
+    #[error("{path}: no {split:?} rows to evaluate")]
+    NoRows { path: PathBuf, split: Split },
+    #[error("every one of the {failed} rows failed to load (first: {first})")]
+    AllFailed { failed: usize, first: String },
+    #[error("writing {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A finished evaluation: the report and every row's prediction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalOutput {
+    pub report: EvalReport,
+    pub predictions: Vec<Prediction>,
+}
+
+impl EvalOutput {
+    /// Writes `report.json`, `report.md` and `predictions.jsonl` into `dir`.
+    pub fn write(&self, dir: &Path) -> Result<(), EvalError> {
+        let write = |name: &str, text: String| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).map_err(|source| EvalError::Write { path, source })
+        };
+        std::fs::create_dir_all(dir).map_err(|source| EvalError::Write {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let json = serde_json::to_string_pretty(&self.report).map_err(|e| EvalError::Write {
+            path: dir.join("report.json"),
+            source: std::io::Error::other(e),
+        })?;
+        write("report.json", json + "\n")?;
+        write("report.md", self.report.to_markdown())?;
+        let mut rows = JsonlWriter::create(&dir.join("predictions.jsonl"))?;
+        for p in &self.predictions {
+            rows.append(p)?;
+        }
+        Ok(())
+    }
+}
+
+/// What the evaluation runs on, besides the model.
+pub struct EvalData {
+    pub manifest: Arc<Manifest>,
+    /// Manifest indices of the rows to judge, in order.
+    pub rows: Vec<usize>,
+    pub scale: MosScale,
+}
+
+impl EvalData {
+    /// The rows of `cfg.split` (at most `cfg.limit` when it is not 0).
+    pub fn split(manifest: Manifest, scale: MosScale, cfg: &EvalConfig) -> Result<Self, EvalError> {
+        let mut rows: Vec<usize> = manifest
+            .rows
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.split.is_none_or(|s| s == cfg.split))
+            .map(|(i, _)| i)
+            .collect();
+        if cfg.limit > 0 {
+            rows.truncate(cfg.limit);
+        }
+        if rows.is_empty() {
+            return Err(EvalError::NoRows {
+                path: manifest.path.clone(),
+                split: cfg.split,
+            });
+        }
+        Ok(EvalData {
+            manifest: Arc::new(manifest),
+            rows,
+            scale,
+        })
+    }
+}
+
+/// Judges every row of `data` with `model` and aggregates the report.
+/// `model_name` names the model in the report.
+pub fn evaluate(
+    model: &QwenVl,
+    tokenizer: &Tokenizer,
+    spec: &InputSpec,
+    data: &EvalData,
+    cfg: &EvalConfig,
+    model_name: &str,
+    device: &Device,
+) -> Result<EvalOutput, EvalError> {
+    let start = Instant::now();
+    let preparer = Preparer {
+        manifest: Arc::clone(&data.manifest),
+        spec: Arc::new(spec.clone()),
+        tokenizer: Arc::new(tokenizer.clone()),
+        order: cfg.order,
+    };
+    let settings = cfg.judge_settings();
+    let progress = Progress::new("eval", data.rows.len() as u64, 0);
+    let mut prepared = prepare_all(
+        preparer,
+        data.rows.clone(),
+        cfg.workers,
+        2 * cfg.batch.max(1),
+    );
+    let mut predictions = Vec::with_capacity(data.rows.len());
+    let mut failed: Vec<InputError> = Vec::new();
+    loop {
+        let mut batch: Vec<Example> = Vec::with_capacity(cfg.batch);
+        for result in prepared.by_ref() {
+            match result {
+                Ok(example) => batch.push(example),
+                Err(e) => {
+                    log::warn!("eval: skipping a row: {e}");
+                    progress.tick();
+                    failed.push(e);
+                }
+            }
+            if batch.len() == cfg.batch {
+                break;
+            }
+        }
+        if batch.is_empty() {
+            break;
+        }
+        let inputs: Vec<JudgeInput<'_>> = batch
+            .iter()
+            .map(|e| JudgeInput {
+                prompt_ids: &e.prompt_ids,
+                video: &e.video,
+            })
+            .collect();
+        let verdicts = judge_batch(model, tokenizer, &inputs, &settings, device)?;
+        for (example, verdict) in batch.iter().zip(verdicts) {
+            predictions.push(prediction(example, verdict, data.scale));
+        }
+        let done = predictions.len();
+        let mean = predictions.iter().map(|p| f64::from(p.score)).sum::<f64>() / done as f64;
+        for _ in 1..batch.len() {
+            progress.tick();
+        }
+        progress.step(&format!("mean score {mean:.3}"));
+    }
+    progress.finish();
+    if predictions.is_empty() {
+        return Err(EvalError::AllFailed {
+            failed: failed.len(),
+            first: failed.first().map_or_else(String::new, ToString::to_string),
+        });
+    }
+    let (dimensions, overall) = aggregate(&predictions, data.scale, cfg.pairwise());
+    let report = EvalReport {
+        model: model_name.to_string(),
+        order: cfg.order,
+        scale: data.scale,
+        pairwise_config: cfg.pairwise(),
+        dimensions,
+        overall,
+        failed_rows: failed.len(),
+        seconds: start.elapsed().as_secs_f64(),
+    };
+    Ok(EvalOutput {
+        report,
+        predictions,
+    })
+}
+
+fn prediction(example: &Example, verdict: Verdict, scale: MosScale) -> Prediction {
+    let row = &example.row;
+    Prediction {
+        id: row.id.clone(),
+        dimension: row.dimension,
+        generator: row.generator.clone(),
+        mos: row.mos,
+        clean_mos: row.clean_mos,
+        label: scale.rating(row.mos),
+        score: verdict.score,
+        mos_scale_score: scale.denormalise(verdict.score),
+        rating_probs: rating_probabilities(verdict.rating_logits),
+        answer: verdict
+            .completion
+            .map(|c| AnswerRecord::new(c.text, &c.answer, c.closed_think, c.tokens)),
+    }
+}
+
+/// `vgrpo eval`: loads `[model]` and `[data]`, judges the `[eval]` split.
+pub fn run_eval(cfg: &Config, device: &Device) -> Result<EvalOutput, EvalError> {
+    let manifest = Manifest::load(&cfg.data.manifest)?;
+    let data = EvalData::split(manifest, cfg.data.mos_scale(), &cfg.eval)?;
+    let loaded = load_model(&cfg.model, cfg.run.seed, device)?;
+    let spec = InputSpec::new(&loaded.model.config, &cfg.video);
+    log::info!(
+        "eval: {} on {} {:?} rows of {}",
+        loaded.origin,
+        data.rows.len(),
+        cfg.eval.split,
+        cfg.data.manifest.display()
+    );
+    evaluate(
+        &loaded.model,
+        &loaded.tokenizer,
+        &spec,
+        &data,
+        &cfg.eval,
+        &loaded.origin.to_string(),
+        device,
+    )
+}
+
+/// One video to judge.
+#[derive(Debug, Clone)]
+pub struct ScoreRequest {
+    pub model: ModelConfig,
+    pub video: PathBuf,
+    pub dimension: Dimension,
+    /// The text prompt the video was generated from (what alignment is
+    /// judged against; may be empty for the other dimensions).
+    pub generation_prompt: String,
+    pub order: AnswerOrder,
+    pub max_new_tokens: usize,
+    pub video_config: VideoConfig,
+    pub scale: MosScale,
+    /// Initialises the tiny model when `model.path` is absent.
+    pub seed: u64,
+}
+
+/// One judgement, as `vgrpo score` prints it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Judgement {
+    pub video: PathBuf,
+    pub dimension: Dimension,
+    /// The rating the model wrote (absent when its answer is malformed).
+    pub rating: Option<Rating>,
+    /// Softmax-expectation score in [0, 1].
+    pub score: f32,
+    /// The score on the MOS scale.
+    pub mos_scale_score: f32,
+    /// Probabilities of Bad … Excellent at the rating position.
+    pub rating_probs: [f32; 5],
+    /// The rationale of a well-formed answer.
+    pub rationale: Option<String>,
+    /// The whole greedy answer.
+    pub completion: String,
+    /// Why the answer is malformed, if it is.
+    pub violation: Option<String>,
+}
+
+/// `vgrpo score`: judges one video on one dimension.
+pub fn score_video(req: &ScoreRequest, device: &Device) -> Result<Judgement, EvalError> {
+    let loaded = load_model(&req.model, req.seed, device)?;
+    let spec = InputSpec::new(&loaded.model.config, &req.video_config);
+    let clip = load_clip(&req.video, &spec.video).map_err(InputError::from)?;
+    let video = prepare_video(&clip, &spec)?;
+    let prompt_ids = judge_prompt(
+        &loaded.tokenizer,
+        &spec,
+        &video,
+        req.dimension,
+        &req.generation_prompt,
+        req.order,
+    )?;
+    let settings = JudgeSettings {
+        order: req.order,
+        max_new_tokens: req.max_new_tokens,
+        generate: true,
+    };
+    let input = JudgeInput {
+        prompt_ids: &prompt_ids,
+        video: &video,
+    };
+    let verdict = judge_batch(
+        &loaded.model,
+        &loaded.tokenizer,
+        &[input],
+        &settings,
+        device,
+    )?
+    .remove(0);
+    let completion = verdict.completion.as_ref();
+    let answer = completion.and_then(|c| c.answer.as_ref().ok());
+    Ok(Judgement {
+        video: req.video.clone(),
+        dimension: req.dimension,
+        rating: answer.map(|a| a.rating),
+        score: verdict.score,
+        mos_scale_score: req.scale.denormalise(verdict.score),
+        rating_probs: rating_probabilities(verdict.rating_logits),
+        rationale: answer.map(|a| a.rationale.clone()),
+        completion: completion.map_or_else(String::new, |c| c.text.clone()),
+        violation: completion.and_then(|c| c.answer.as_ref().err().map(ToString::to_string)),
+    })
+}

@@ -1,0 +1,263 @@
+//! `[model]`: which judge a command runs — the embedded tiny model, a
+//! HuggingFace-layout directory, or a training checkpoint — and its
+//! tokenizer.
+//!
+//! ```toml
+//! [model]
+//! path = "runs/cold/final"        # absent: the embedded tiny Qwen3-VL
+//! tokenizer = "…/tokenizer.json"  # absent: <path>/tokenizer.json, or the
+//!                                 # embedded tiny tokenizer for the tiny model
+//! ```
+//!
+//! A directory is read by what it holds: `config.json` + `*.safetensors` is a
+//! HF model (`QwenVl::from_hf_dir`); `actor.bpk` + `model_config.json` is a
+//! checkpoint written by [`crate::train_state`] (`runs/<name>/checkpoints/
+//! step_XXXXXX/`). The model's `config.json` text travels with it, so an SFT
+//! run can export its result with the same config and a later stage can
+//! checkpoint it.
+
+use crate::config::{Rules, Validate};
+use crate::default_model::{TINY_CONFIG_JSON, tiny_config, tiny_model};
+use crate::model::{ModelError, QwenVl, QwenVlConfig};
+use crate::text::tiny_tokenizer::TINY_TOKENIZER_JSON;
+use crate::text::{Tokenizer, TokenizerError};
+use crate::train_state::{self, TrainStateError};
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// `[model]` settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// HF model directory or checkpoint directory; absent means the
+    /// embedded tiny model, freshly initialised from `run.seed`.
+    pub path: Option<PathBuf>,
+    /// `tokenizer.json` to use instead of the one found with the model.
+    pub tokenizer: Option<PathBuf>,
+}
+
+impl Validate for ModelConfig {
+    fn validate(&self, p: &str, rules: &mut Rules) {
+        if let Some(path) = &self.path {
+            rules.check(!path.as_os_str().is_empty(), &format!("{p}.path"), || {
+                "path must not be empty (remove the key for the tiny model)".into()
+            });
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelSourceError {
+    #[error("model {path}: {source}")]
+    Model { path: String, source: ModelError },
+    #[error(transparent)]
+    Checkpoint(#[from] TrainStateError),
+    #[error("tokenizer: {0}")]
+    Tokenizer(#[from] TokenizerError),
+    #[error(
+        "{path} is not a model directory: expected config.json + *.safetensors (HF layout) or \
+         actor.bpk + model_config.json (a vgrpo checkpoint)"
+    )]
+    NotAModel { path: PathBuf },
+    #[error(
+        "no tokenizer for the model at {path}: it has no tokenizer.json and is not the tiny \
+         model; set [model] tokenizer"
+    )]
+    NoTokenizer { path: PathBuf },
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Where a model came from (for reports).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind", content = "path")]
+pub enum ModelOrigin {
+    /// The embedded tiny model, initialised from this seed.
+    Tiny(u64),
+    HfDir(PathBuf),
+    Checkpoint(PathBuf),
+}
+
+impl std::fmt::Display for ModelOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ModelOrigin::Tiny(seed) => write!(f, "tiny model (seed {seed})"),
+            ModelOrigin::HfDir(p) => write!(f, "{}", p.display()),
+            ModelOrigin::Checkpoint(p) => write!(f, "checkpoint {}", p.display()),
+        }
+    }
+}
+
+/// A model ready to run, with what it needs around it.
+pub struct LoadedModel {
+    pub model: QwenVl,
+    /// The `config.json` text the model was built from (for checkpoints
+    /// and HF export).
+    pub config_json: String,
+    pub tokenizer: Tokenizer,
+    pub origin: ModelOrigin,
+}
+
+/// Loads the model `cfg` names onto `device` (use `device.autodiff()` to
+/// train it). `seed` initialises the tiny model.
+pub fn load_model(
+    cfg: &ModelConfig,
+    seed: u64,
+    device: &Device,
+) -> Result<LoadedModel, ModelSourceError> {
+    let tiny_err = |source| ModelSourceError::Model {
+        path: "embedded tiny model".into(),
+        source,
+    };
+    let Some(dir) = &cfg.path else {
+        let tokenizer = match &cfg.tokenizer {
+            Some(path) => Tokenizer::from_file(path)?,
+            None => Tokenizer::tiny()?,
+        };
+        return Ok(LoadedModel {
+            model: tiny_model(seed, device).map_err(tiny_err)?,
+            config_json: TINY_CONFIG_JSON.to_string(),
+            tokenizer,
+            origin: ModelOrigin::Tiny(seed),
+        });
+    };
+    let model_err = |source| ModelSourceError::Model {
+        path: dir.display().to_string(),
+        source,
+    };
+    let read = |path: PathBuf| {
+        std::fs::read_to_string(&path).map_err(|source| ModelSourceError::Io { path, source })
+    };
+    let (model, config_json, origin) = if dir.join("config.json").is_file() {
+        let model = QwenVl::from_hf_dir(dir, device).map_err(model_err)?;
+        let json = read(dir.join("config.json"))?;
+        (model, json, ModelOrigin::HfDir(dir.clone()))
+    } else if dir.join(train_state::ACTOR_FILE).is_file() {
+        let json = read(dir.join(train_state::MODEL_CONFIG_FILE))?;
+        let config = QwenVlConfig::from_json(&json).map_err(model_err)?;
+        let model = train_state::load_actor(dir, QwenVl::new(&config, device))?;
+        (model, json, ModelOrigin::Checkpoint(dir.clone()))
+    } else {
+        return Err(ModelSourceError::NotAModel { path: dir.clone() });
+    };
+    let tokenizer = resolve_tokenizer(cfg.tokenizer.as_deref(), dir, &model.config)?;
+    Ok(LoadedModel {
+        model,
+        config_json,
+        tokenizer,
+        origin,
+    })
+}
+
+/// The explicit tokenizer, else the model directory's `tokenizer.json`, else
+/// the embedded tiny tokenizer when the model is the tiny architecture.
+fn resolve_tokenizer(
+    explicit: Option<&Path>,
+    dir: &Path,
+    config: &QwenVlConfig,
+) -> Result<Tokenizer, ModelSourceError> {
+    if let Some(path) = explicit {
+        return Ok(Tokenizer::from_file(path)?);
+    }
+    let beside = dir.join("tokenizer.json");
+    if beside.is_file() {
+        return Ok(Tokenizer::from_file(&beside)?);
+    }
+    let is_tiny = tiny_config().is_ok_and(|tiny| &tiny == config);
+    if is_tiny {
+        Ok(Tokenizer::tiny()?)
+    } else {
+        Err(ModelSourceError::NoTokenizer {
+            path: dir.to_path_buf(),
+        })
+    }
+}
+
+/// Writes `model` as a HF directory with its `config.json` and a
+/// `tokenizer.json`, so `[model] path` (and transformers) can load it.
+pub fn export_model(
+    model: &QwenVl,
+    config_json: &str,
+    tokenizer: &Tokenizer,
+    dir: &Path,
+) -> Result<(), ModelSourceError> {
+    model
+        .export_hf(config_json, dir)
+        .map_err(|source| ModelSourceError::Model {
+            path: dir.display().to_string(),
+            source,
+        })?;
+    let path = dir.join("tokenizer.json");
+    let text = tokenizer_json(tokenizer)?;
+    std::fs::write(&path, text).map_err(|source| ModelSourceError::Io { path, source })
+}
+
+/// The `tokenizer.json` text of a loaded tokenizer: its source file, or the
+/// embedded tiny tokenizer.
+fn tokenizer_json(tokenizer: &Tokenizer) -> Result<String, ModelSourceError> {
+    let origin = tokenizer.origin();
+    let tiny = Tokenizer::tiny()?;
+    if origin == tiny.origin() {
+        return Ok(TINY_TOKENIZER_JSON.to_string());
+    }
+    let path = PathBuf::from(origin);
+    std::fs::read_to_string(&path).map_err(|source| ModelSourceError::Io { path, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiny_default_exports_and_reloads_as_a_hf_dir_and_a_checkpoint() {
+        let device = Device::flex();
+        let tmp = tempfile::tempdir().unwrap();
+        let loaded = load_model(&ModelConfig::default(), 3, &device).unwrap();
+        assert_eq!(loaded.origin, ModelOrigin::Tiny(3));
+
+        let hf = tmp.path().join("final");
+        export_model(&loaded.model, &loaded.config_json, &loaded.tokenizer, &hf).unwrap();
+        let cfg = ModelConfig {
+            path: Some(hf.clone()),
+            tokenizer: None,
+        };
+        let again = load_model(&cfg, 99, &device).unwrap();
+        assert_eq!(again.origin, ModelOrigin::HfDir(hf));
+        assert_eq!(again.tokenizer.vocab_size(), loaded.tokenizer.vocab_size());
+        let weights = |m: &QwenVl| {
+            m.model
+                .language_model
+                .embed_tokens
+                .weight
+                .val()
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap()
+        };
+        assert_eq!(weights(&again.model), weights(&loaded.model));
+
+        let ckpt = tmp.path().join("step_000001");
+        std::fs::create_dir_all(&ckpt).unwrap();
+        train_state::save_actor(&ckpt, &loaded.model, &loaded.config_json).unwrap();
+        let cfg = ModelConfig {
+            path: Some(ckpt.clone()),
+            tokenizer: None,
+        };
+        let from_ckpt = load_model(&cfg, 99, &device).unwrap();
+        assert_eq!(from_ckpt.origin, ModelOrigin::Checkpoint(ckpt));
+        assert_eq!(weights(&from_ckpt.model), weights(&loaded.model));
+
+        let cfg = ModelConfig {
+            path: Some(tmp.path().to_path_buf()),
+            tokenizer: None,
+        };
+        assert!(matches!(
+            load_model(&cfg, 0, &device),
+            Err(ModelSourceError::NotAModel { .. })
+        ));
+    }
+}

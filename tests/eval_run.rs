@@ -1,0 +1,129 @@
+//! Evaluation plumbing on the tiny model (random weights): real videos on
+//! disk, a manifest, the judge, the report.
+
+mod judge_data;
+
+use burn::tensor::Device;
+use judge_data::write_dataset;
+use std::sync::Arc;
+use vgrpo::data::{Manifest, MosScale, Split};
+use vgrpo::default_model::tiny_model;
+use vgrpo::eval::judge::{JudgeInput, JudgeSettings, judge_batch};
+use vgrpo::eval::report::{Metric, Undefined};
+use vgrpo::eval::{EvalConfig, EvalData, evaluate};
+use vgrpo::inputs::InputSpec;
+use vgrpo::loader::{Preparer, prepare_all};
+use vgrpo::text::{AnswerOrder, Tokenizer};
+use vgrpo::video::VideoConfig;
+
+#[test]
+fn eval_judges_every_test_row_and_reports_each_dimension() {
+    let tmp = tempfile::tempdir().unwrap();
+    let manifest_path = write_dataset(tmp.path());
+    let device = Device::flex();
+    let model = tiny_model(0, &device).unwrap();
+    let tokenizer = Tokenizer::tiny().unwrap();
+    let spec = InputSpec::new(&model.config, &VideoConfig::default());
+    let cfg = EvalConfig {
+        batch: 3,
+        max_new_tokens: 6,
+        ..EvalConfig::default()
+    };
+    let manifest = Manifest::load(&manifest_path).unwrap();
+    let test_rows = manifest.split(Split::Test).count();
+    let data = EvalData::split(manifest, MosScale::default(), &cfg).unwrap();
+    assert_eq!(data.rows.len(), test_rows);
+    let out = evaluate(&model, &tokenizer, &spec, &data, &cfg, "tiny", &device).unwrap();
+    assert_eq!(out.predictions.len(), test_rows);
+    for p in &out.predictions {
+        assert!((0.0..=1.0).contains(&p.score), "{p:?}");
+        assert!((1.0..=5.0).contains(&p.mos_scale_score), "{p:?}");
+        let total: f32 = p.rating_probs.iter().sum();
+        assert!((total - 1.0).abs() < 1e-5);
+        let answer = p
+            .answer
+            .as_ref()
+            .expect("think-first answers are generated");
+        assert!(answer.tokens <= 6);
+        // Six tokens of a random model are no well-formed answer.
+        assert!(answer.rating.is_none() && answer.violation.is_some());
+    }
+    let r = &out.report;
+    assert_eq!(r.dimensions.len(), 3);
+    assert_eq!(r.dimensions.iter().map(|d| d.n).sum::<usize>(), test_rows);
+    for d in &r.dimensions {
+        assert_eq!(d.answers.value().map(|a| a.format_rate), Some(0.0));
+        // The fixture's clean scores keep the MOS order: ceiling 1.
+        let ceiling = d.noise_ceiling_srcc.value().copied().unwrap();
+        assert!((ceiling - 1.0).abs() < 1e-9, "{ceiling}");
+        assert!(d.instance.value().is_some(), "{:?}", d.instance);
+    }
+    assert_eq!(r.failed_rows, 0);
+    assert!(r.to_markdown().contains("| alignment |"));
+
+    // Rating-first without generation: the score only, no answer stats.
+    let cfg = EvalConfig {
+        order: AnswerOrder::RatingFirst,
+        generate: false,
+        ..cfg
+    };
+    let out = evaluate(&model, &tokenizer, &spec, &data, &cfg, "tiny", &device).unwrap();
+    assert!(out.predictions.iter().all(|p| p.answer.is_none()));
+    assert_eq!(
+        out.report.dimensions[0].answers,
+        Metric::Undefined(Undefined::NotMeasured)
+    );
+}
+
+/// Padding must not change a verdict: judging prompts of different lengths
+/// together gives each the score it gets alone.
+#[test]
+fn batched_verdicts_equal_single_verdicts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let manifest_path = write_dataset(tmp.path());
+    let device = Device::flex();
+    let model = tiny_model(5, &device).unwrap();
+    let tokenizer = Tokenizer::tiny().unwrap();
+    let spec = InputSpec::new(&model.config, &VideoConfig::default());
+    let manifest = Arc::new(Manifest::load(&manifest_path).unwrap());
+    for order in [AnswerOrder::ThinkFirst, AnswerOrder::RatingFirst] {
+        let preparer = Preparer {
+            manifest: Arc::clone(&manifest),
+            spec: Arc::new(spec.clone()),
+            tokenizer: Arc::new(tokenizer.clone()),
+            order,
+        };
+        // Rows 0 (visual) and 2 (alignment, a longer generation prompt).
+        let examples: Vec<_> = prepare_all(preparer, vec![0, 2], 1, 2)
+            .map(Result::unwrap)
+            .collect();
+        assert_ne!(examples[0].prompt_ids.len(), examples[1].prompt_ids.len());
+        let settings = JudgeSettings {
+            order,
+            max_new_tokens: 5,
+            generate: true,
+        };
+        let inputs: Vec<JudgeInput<'_>> = examples
+            .iter()
+            .map(|e| JudgeInput {
+                prompt_ids: &e.prompt_ids,
+                video: &e.video,
+            })
+            .collect();
+        let together = judge_batch(&model, &tokenizer, &inputs, &settings, &device).unwrap();
+        for (input, joint) in inputs.iter().zip(&together) {
+            let alone = judge_batch(&model, &tokenizer, &[*input], &settings, &device).unwrap();
+            let alone = &alone[0];
+            assert_eq!(alone.completion, joint.completion, "{order:?}");
+            for (a, b) in alone.rating_logits.iter().zip(joint.rating_logits) {
+                assert!((a - b).abs() < 1e-4, "{order:?}: {alone:?} vs {joint:?}");
+            }
+            let c = joint.completion.as_ref().unwrap();
+            if order == AnswerOrder::ThinkFirst {
+                // A random model does not write </think> in 5 tokens; the
+                // score is read after an appended one.
+                assert!(!c.closed_think);
+            }
+        }
+    }
+}
