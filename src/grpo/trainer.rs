@@ -30,8 +30,8 @@ use crate::model::QwenVl;
 use crate::model::logprob::{
     CompletionBatch, completion_logits, completion_logprobs, completion_targets,
 };
-use crate::optim::{Optimizer, StepOutcome, freeze_vision};
 use crate::model_source::{ModelConfig, export_model, load_model};
+use crate::optim::{Optimizer, StepOutcome, freeze_vision};
 use crate::progress::Progress;
 use crate::reward::judge_completion;
 use crate::rng::Rng;
