@@ -158,9 +158,6 @@ impl Checkpoint {
             errors: Vec::new(),
         };
         let module = module.map(&mut loader);
-        if let Some(err) = loader.errors.into_iter().next() {
-            return Err(err);
-        }
         let mut unexpected: Vec<String> = loader
             .index
             .keys()
@@ -173,6 +170,10 @@ impl Checkpoint {
                 missing: loader.missing,
                 unexpected,
             });
+        }
+        // Names first (the more telling mismatch), then shapes and dtypes.
+        if let Some(err) = loader.errors.into_iter().next() {
+            return Err(err);
         }
         Ok(module)
     }
