@@ -187,6 +187,7 @@ impl Reference {
                 pixel_values: Tensor::from_data(TensorData::new(values.clone(), *shape), device),
                 grids: self.grids.clone(),
                 second_per_grid_ts: self.second_per_grid_ts.clone(),
+                shared_across_rows: false,
             });
         Batch {
             input_ids: self.input_ids.clone(),

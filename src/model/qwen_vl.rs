@@ -28,6 +28,10 @@ pub struct VideoInput {
     /// Qwen2.5-VL: seconds covered by one temporal patch, per video
     /// (`temporal_patch_size / fps`); ignored by Qwen3-VL.
     pub second_per_grid_ts: Vec<f32>,
+    /// Every row of the batch shows these same videos (the prompts of a
+    /// GRPO group): the vision tower runs once and all rows share its
+    /// features. Otherwise the videos are consumed row after row.
+    pub shared_across_rows: bool,
 }
 
 /// A (possibly padded) batch of prompts.
@@ -209,6 +213,7 @@ impl QwenVl {
 
         let grids: &[Grid] = batch.video.as_ref().map_or(&[], |v| &v.grids);
         let seconds: &[f32] = batch.video.as_ref().map_or(&[], |v| &v.second_per_grid_ts);
+        let shared = batch.video.as_ref().is_some_and(|v| v.shared_across_rows);
         let mut deepstack = None;
         if let Some(video) = &batch.video {
             let out = self
@@ -220,19 +225,29 @@ impl QwenVl {
             let video_token = i64::from(self.config.video_token_id);
             let mut gather = Vec::with_capacity(b * l);
             let mut visual_gather = Vec::with_capacity(b * l);
+            let [visual_tokens, _] = out.embeds.dims();
             let mut k = 0usize;
-            for (r, &id) in batch.input_ids.iter().flatten().enumerate() {
-                if id == video_token {
-                    gather.push(b * l + k);
-                    k += 1;
-                    visual_gather.push(k);
-                } else {
-                    gather.push(r);
-                    visual_gather.push(0);
+            for (row, ids) in batch.input_ids.iter().enumerate() {
+                for (i, &id) in ids.iter().enumerate() {
+                    if id == video_token {
+                        gather.push(b * l + k);
+                        k += 1;
+                        visual_gather.push(k);
+                    } else {
+                        gather.push(row * l + i);
+                        visual_gather.push(0);
+                    }
+                }
+                if video.shared_across_rows {
+                    if k != visual_tokens {
+                        return Err(ModelError::Input(format!(
+                            "row {row}: {k} video tokens but the shared videos give {visual_tokens} features"
+                        )));
+                    }
+                    k = 0;
                 }
             }
-            let [visual_tokens, _] = out.embeds.dims();
-            if k != visual_tokens {
+            if !video.shared_across_rows && k != visual_tokens {
                 return Err(ModelError::Input(format!(
                     "{k} video tokens in the prompt but the videos give {visual_tokens} features"
                 )));
@@ -264,6 +279,7 @@ impl QwenVl {
             &batch.attention_mask,
             grids,
             seconds,
+            shared,
         )?;
         let t = &self.config.text;
         let rotary = text_rotary(
