@@ -327,6 +327,99 @@ impl QwenVlConfig {
     }
 }
 
+impl QwenVlConfig {
+    /// A transformers-5 `config.json` for this configuration (what
+    /// `save_pretrained` writes, minus training-only fields), so a model
+    /// built from scratch can be exported and read back by transformers.
+    pub fn to_hf_json(&self) -> serde_json::Value {
+        use serde_json::json;
+        let t = &self.text;
+        let v = &self.vision;
+        let act = |a: Activation| match a {
+            Activation::Silu => "silu",
+            Activation::Gelu => "gelu",
+            Activation::GeluTanh => "gelu_pytorch_tanh",
+        };
+        let (architecture, text_type, vision_type) = match self.arch {
+            Arch::Qwen25Vl => (
+                "Qwen2_5_VLForConditionalGeneration",
+                "qwen2_5_vl_text",
+                "qwen2_5_vl_vision",
+            ),
+            Arch::Qwen3Vl => (
+                "Qwen3VLForConditionalGeneration",
+                "qwen3_vl_text",
+                "qwen3_vl_vision",
+            ),
+        };
+        let mut rope = json!({
+            "rope_type": "default",
+            "rope_theta": t.rope_theta,
+            "mrope_section": t.mrope_section,
+        });
+        let mut text = json!({
+            "model_type": text_type,
+            "vocab_size": t.vocab_size,
+            "hidden_size": t.hidden_size,
+            "intermediate_size": t.intermediate_size,
+            "num_hidden_layers": t.num_hidden_layers,
+            "num_attention_heads": t.num_attention_heads,
+            "num_key_value_heads": t.num_key_value_heads,
+            "hidden_act": act(t.hidden_act),
+            "max_position_embeddings": t.max_position_embeddings,
+            "rms_norm_eps": t.rms_norm_eps,
+            "tie_word_embeddings": self.tie_word_embeddings,
+        });
+        let mut vision = json!({
+            "model_type": vision_type,
+            "depth": v.depth,
+            "hidden_size": v.hidden_size,
+            "intermediate_size": v.intermediate_size,
+            "num_heads": v.num_heads,
+            "in_channels": v.in_channels,
+            "patch_size": v.patch_size,
+            "temporal_patch_size": v.temporal_patch_size,
+            "spatial_merge_size": v.spatial_merge_size,
+            "out_hidden_size": v.out_hidden_size,
+            "hidden_act": act(v.hidden_act),
+            "rope_parameters": {"rope_type": "axial", "rope_theta": v.rope_theta},
+        });
+        match self.arch {
+            Arch::Qwen25Vl => {
+                text["use_sliding_window"] = json!(false);
+                vision["window_size"] = json!(v.window_size);
+                vision["fullatt_block_indexes"] = json!(v.fullatt_block_indexes);
+                // HF declares it an int.
+                vision["tokens_per_second"] = if v.tokens_per_second.fract() == 0.0 {
+                    json!(v.tokens_per_second as i64)
+                } else {
+                    json!(v.tokens_per_second)
+                };
+            }
+            Arch::Qwen3Vl => {
+                rope["mrope_interleaved"] = json!(true);
+                text["head_dim"] = json!(t.head_dim);
+                text["attention_bias"] = json!(t.qkv_bias);
+                vision["num_position_embeddings"] = json!(v.num_position_embeddings);
+                vision["deepstack_visual_indexes"] = json!(v.deepstack_visual_indexes);
+            }
+        }
+        text["rope_parameters"] = rope;
+        json!({
+            "architectures": [architecture],
+            "model_type": self.arch.model_type(),
+            "dtype": "float32",
+            "text_config": text,
+            "vision_config": vision,
+            "image_token_id": self.image_token_id,
+            "video_token_id": self.video_token_id,
+            "vision_start_token_id": self.vision_start_token_id,
+            "vision_end_token_id": self.vision_end_token_id,
+            "tie_word_embeddings": self.tie_word_embeddings,
+        })
+    }
+}
+
 fn rope_of(raw: &RawText) -> Result<(f64, [usize; 3])> {
     // transformers 5: rope_parameters; transformers 4: rope_theta + rope_scaling.
     let (theta, section) = match (&raw.rope_parameters, &raw.rope_scaling) {
@@ -471,6 +564,17 @@ mod tests {
         assert_eq!(c.text.mrope_section, [2, 3, 3]);
         assert!(c.tie_word_embeddings && c.text.qkv_bias && !c.text.o_bias);
         assert_eq!(c.vision.tokens_per_second, 2.0);
+    }
+
+    #[test]
+    fn hf_json_reads_back_to_the_same_config() {
+        for arch in ["qwen3_vl", "qwen2_5_vl"] {
+            let dir =
+                Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/{arch}_tiny"));
+            let c = QwenVlConfig::from_file(&dir).unwrap();
+            let again = QwenVlConfig::from_json(&c.to_hf_json().to_string()).unwrap();
+            assert_eq!(again, c, "{arch}");
+        }
     }
 
     #[test]

@@ -182,10 +182,20 @@ impl QwenVl {
         Checkpoint::read(dir)?.load_into(model, ignored)
     }
 
-    /// Writes the model as a HF directory (`config.json` copied from
-    /// `source_config`, the `config.json` text it was loaded with).
-    pub fn export_hf(&self, source_config: &str, dir: &Path) -> Result<()> {
-        export_hf(self, &self.config, source_config, dir)
+    /// Writes the model as a HF directory: f32 `model.safetensors` and a
+    /// `config.json` (written from the config; pass the text the model was
+    /// loaded with as `source_config` to keep fields vgrpo does not model,
+    /// such as token ids of the generation config).
+    pub fn export_hf(&self, source_config: Option<&str>, dir: &Path) -> Result<()> {
+        let generated;
+        let config_json = match source_config {
+            Some(text) => text,
+            None => {
+                generated = self.config.to_hf_json().to_string();
+                &generated
+            }
+        };
+        export_hf(self, &self.config, config_json, dir)
     }
 
     fn rope_layout(&self) -> RopeLayout {
