@@ -140,3 +140,24 @@ fn vision_token_count_matches_the_prompt() {
         );
     }
 }
+
+/// bf16 weights and activations (f32 softmax and norms): close to the f32
+/// reference, finite on the padded batch.
+#[test]
+fn bf16_forward_stays_close_to_transformers() {
+    let device = Device::default();
+    for arch in ["qwen3_vl", "qwen2_5_vl"] {
+        let dir = fixture(arch);
+        let model = QwenVl::from_hf_dir(&dir, &device)
+            .unwrap()
+            .with_float_dtype(burn::tensor::FloatDType::BF16);
+        let reference = Reference::read(&dir.join("reference_batch.safetensors")).unwrap();
+        let report = check_loaded(&model, &reference, &dir, 5e-2, &device).unwrap();
+        eprintln!("{arch}: bf16 rel error {:.3e}", report.rel_error);
+        assert!(
+            report.rel_error.is_finite() && report.passed(),
+            "{arch}: {:.3e}",
+            report.rel_error
+        );
+    }
+}

@@ -7,6 +7,7 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::error::{ModelError, Result};
+use super::layers::to_f32;
 use super::position::TOKEN_TEXT;
 use super::qwen_vl::{Batch, QwenVl};
 
@@ -99,7 +100,8 @@ pub fn completion_logprobs(
     // Position i predicts token i + 1: the last prompt position predicts the
     // first completion token.
     let predicting = hidden.narrow(1, input.prompt_len - 1, width);
-    let logits = model.logits(predicting).div_scalar(temperature); // [B, W, V]
+    // Log-softmax in f32 whatever the model's dtype.
+    let logits = to_f32(model.logits(predicting)).div_scalar(temperature); // [B, W, V]
     let logp = log_softmax(logits, 2);
     let targets: Vec<i64> = input
         .batch

@@ -4,9 +4,9 @@
 
 use std::path::Path;
 
-use burn::module::Module;
+use burn::module::{Module, ModuleMapper, Param};
 use burn::nn::Linear;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, FloatDType, Int, Tensor, TensorData};
 
 use super::cache::{KvCache, causal_mask};
 use super::config::QwenVlConfig;
@@ -387,6 +387,20 @@ impl QwenVl {
     /// Logits `[B, L, V]` of a prompt batch (no cache).
     pub fn forward(&self, batch: &Batch, device: &Device) -> Result<Tensor<3>> {
         Ok(self.logits(self.forward_hidden(batch, None, device)?))
+    }
+
+    /// The model with every float parameter cast to `dtype` (e.g. bf16 for
+    /// rollouts and the frozen reference). Norm statistics, attention
+    /// softmax and log-softmax stay in f32; parameter ids are kept.
+    pub fn with_float_dtype(self, dtype: FloatDType) -> Self {
+        struct Cast(FloatDType);
+        impl ModuleMapper for Cast {
+            fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+                let dtype = self.0;
+                param.map(|t| t.cast(dtype))
+            }
+        }
+        self.map(&mut Cast(dtype))
     }
 
     /// A fresh cache sized for this model.
