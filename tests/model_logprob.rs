@@ -237,16 +237,31 @@ fn bf16_compute_gives_gradients_to_f32_parameters() {
     let device = Device::default().autodiff();
     let dir = fixture("qwen3_vl");
     let master = QwenVl::from_hf_dir(&dir, &device).unwrap();
-    let compute = master.clone().with_float_dtype(burn::tensor::FloatDType::BF16);
+    let compute = master
+        .clone()
+        .with_float_dtype(burn::tensor::FloatDType::BF16);
     let reference = Reference::read(&dir.join("reference_batch.safetensors")).unwrap();
     let (prompt, completions) = split(&reference, &device, 4);
     let input = CompletionBatch::new(&prompt, &completions, 0).unwrap();
     let logp = completion_logprobs(&compute, &input, 1.0, &device).unwrap();
     let grads = logp.sum().neg().backward();
-    let weight = &master.model.language_model.layers[0].self_attn.q_proj.weight;
-    let grad = weight.val().grad(&grads).expect("the f32 master weight has a gradient");
+    let weight = &master.model.language_model.layers[0]
+        .self_attn
+        .q_proj
+        .weight;
+    let grad = weight
+        .val()
+        .grad(&grads)
+        .expect("the f32 master weight has a gradient");
     assert_eq!(grad.dtype(), burn::tensor::DType::F32);
     let norm = grad.square().sum().into_scalar::<f32>().sqrt();
     assert!(norm.is_finite() && norm > 0.0, "{norm}");
-    assert_eq!(weight.id, compute.model.language_model.layers[0].self_attn.q_proj.weight.id);
+    assert_eq!(
+        weight.id,
+        compute.model.language_model.layers[0]
+            .self_attn
+            .q_proj
+            .weight
+            .id
+    );
 }
