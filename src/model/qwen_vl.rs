@@ -62,6 +62,48 @@ impl Batch {
         }
     }
 
+    /// Left-pads tokenized prompts to one length (as generation wants:
+    /// every row ends at the last column). Token types come from the ids:
+    /// `video_token_id` is a video token, everything else text.
+    pub fn left_padded(
+        rows: &[Vec<i64>],
+        pad_id: i64,
+        video_token_id: u32,
+        video: Option<VideoInput>,
+    ) -> Self {
+        let width = rows.iter().map(Vec::len).max().unwrap_or(0);
+        let video_token = i64::from(video_token_id);
+        let mut batch = Batch {
+            input_ids: Vec::with_capacity(rows.len()),
+            attention_mask: Vec::with_capacity(rows.len()),
+            token_types: Vec::with_capacity(rows.len()),
+            video,
+        };
+        for row in rows {
+            let pad = width - row.len();
+            batch.input_ids.push(
+                std::iter::repeat_n(pad_id, pad)
+                    .chain(row.iter().copied())
+                    .collect(),
+            );
+            batch
+                .attention_mask
+                .push((0..width).map(|i| i >= pad).collect());
+            batch.token_types.push(
+                std::iter::repeat_n(TOKEN_TEXT, pad)
+                    .chain(row.iter().map(|&id| {
+                        if id == video_token {
+                            TOKEN_VIDEO
+                        } else {
+                            TOKEN_TEXT
+                        }
+                    }))
+                    .collect(),
+            );
+        }
+        batch
+    }
+
     pub fn rows(&self) -> usize {
         self.input_ids.len()
     }
