@@ -16,7 +16,7 @@ use super::position::{Grid, RopeLayout, TOKEN_TEXT, TOKEN_VIDEO, rope_index};
 use super::rope::text_rotary;
 use super::text::{DeepStack, TextModel};
 use super::vision::{VisionModel, int_tensor};
-use super::weights::{Checkpoint, export_hf};
+use super::weights::{export_hf, load_hf_weights};
 
 /// Pixel patches of the videos in a batch, in prompt order.
 #[derive(Debug, Clone)]
@@ -221,7 +221,7 @@ impl QwenVl {
         } else {
             &[]
         };
-        Checkpoint::read(dir)?.load_into(model, ignored)
+        load_hf_weights(dir, model, ignored)
     }
 
     /// Writes the model as a HF directory: f32 `model.safetensors` and a
