@@ -255,6 +255,7 @@ mod tests {
                 ),
                 grids: vec![grid],
                 second_per_grid_ts: vec![1.0],
+                shared_across_rows: false,
             }),
         };
         let logits = model.forward(&batch, &device).unwrap();

@@ -109,6 +109,7 @@ impl HostVideo {
             ),
             grids: self.grids.clone(),
             second_per_grid_ts: self.second_per_grid_ts.clone(),
+            shared_across_rows: false,
         }
     }
 }

@@ -186,7 +186,7 @@ pub fn export_model(
     dir: &Path,
 ) -> Result<(), ModelSourceError> {
     model
-        .export_hf(config_json, dir)
+        .export_hf(Some(config_json), dir)
         .map_err(|source| ModelSourceError::Model {
             path: dir.display().to_string(),
             source,

@@ -261,6 +261,7 @@ pub fn left_padded_batch<'a>(
                 .iter()
                 .flat_map(|v| v.second_per_grid_ts.iter().copied())
                 .collect(),
+            shared_across_rows: false,
         });
     }
     batch

@@ -140,3 +140,57 @@ fn vision_token_count_matches_the_prompt() {
         );
     }
 }
+
+/// bf16 weights and activations (f32 softmax and norms): close to the f32
+/// reference, finite on the padded batch.
+#[test]
+fn bf16_forward_stays_close_to_transformers() {
+    let device = Device::default();
+    for arch in ["qwen3_vl", "qwen2_5_vl"] {
+        let dir = fixture(arch);
+        let model = QwenVl::from_hf_dir(&dir, &device)
+            .unwrap()
+            .with_float_dtype(burn::tensor::FloatDType::BF16);
+        let reference = Reference::read(&dir.join("reference_batch.safetensors")).unwrap();
+        let report = check_loaded(&model, &reference, &dir, 5e-2, &device).unwrap();
+        eprintln!("{arch}: bf16 rel error {:.3e}", report.rel_error);
+        assert!(
+            report.rel_error.is_finite() && report.passed(),
+            "{arch}: {:.3e}",
+            report.rel_error
+        );
+    }
+}
+
+/// `Batch::left_padded` rebuilds the fixture's padded batch from its rows.
+#[test]
+fn left_padding_builds_the_hf_batch() {
+    let device = Device::default();
+    for arch in ["qwen3_vl", "qwen2_5_vl"] {
+        let dir = fixture(arch);
+        let model = QwenVl::from_hf_dir(&dir, &device).unwrap();
+        let reference = Reference::read(&dir.join("reference_batch.safetensors")).unwrap();
+        let rows: Vec<Vec<i64>> = reference
+            .input_ids
+            .iter()
+            .zip(&reference.attention_mask)
+            .map(|(ids, mask)| {
+                ids.iter()
+                    .zip(mask)
+                    .filter(|(_, m)| **m)
+                    .map(|(id, _)| *id)
+                    .collect()
+            })
+            .collect();
+        let expected = reference.batch(&device);
+        let built = vgrpo::model::Batch::left_padded(
+            &rows,
+            0,
+            model.config.video_token_id,
+            expected.video.clone(),
+        );
+        assert_eq!(built.input_ids, expected.input_ids, "{arch}");
+        assert_eq!(built.attention_mask, expected.attention_mask, "{arch}");
+        assert_eq!(built.token_types, expected.token_types, "{arch}");
+    }
+}

@@ -184,3 +184,84 @@ fn qwen3_vl_forward_backward_on_cpu() {
 fn qwen2_5_vl_forward_backward_on_cpu() {
     forward_backward("qwen2_5_vl");
 }
+
+/// A GRPO group: one prompt, several completions. Sharing the video across
+/// rows (vision tower once) gives the same log-probs as repeating it.
+#[test]
+fn shared_group_video_equals_repeated_video() {
+    let device = Device::default();
+    for arch in ["qwen3_vl", "qwen2_5_vl"] {
+        let dir = fixture(arch);
+        let model = QwenVl::from_hf_dir(&dir, &device).unwrap();
+        let reference = Reference::read(&dir.join("reference.safetensors")).unwrap();
+        let (prompt, completions) = split(&reference, &device, 3);
+        let group = 3;
+        let mut repeated = prompt.clone();
+        for field in [&mut repeated.input_ids, &mut repeated.token_types] {
+            *field = vec![field[0].clone(); group];
+        }
+        repeated.attention_mask = vec![repeated.attention_mask[0].clone(); group];
+        let mut shared = repeated.clone();
+        let video = repeated.video.as_mut().unwrap();
+        video.pixel_values = Tensor::cat(vec![video.pixel_values.clone(); group], 0);
+        video.grids = vec![video.grids[0]; group];
+        video.second_per_grid_ts =
+            vec![video.second_per_grid_ts.first().copied().unwrap_or(1.0); group];
+        shared.video.as_mut().unwrap().shared_across_rows = true;
+        let answers = vec![
+            completions[0].clone(),
+            completions[0][..2].to_vec(),
+            vec![completions[0][2]],
+        ];
+        let run = |prompts: &Batch| {
+            let input = CompletionBatch::new(prompts, &answers, 0).unwrap();
+            completion_logprobs(&model, &input, 1.0, &device)
+                .unwrap()
+                .try_into_vec_as::<f32>()
+                .unwrap()
+        };
+        let (a, b) = (run(&repeated), run(&shared));
+        let worst = a
+            .iter()
+            .zip(&b)
+            .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(worst < 1e-5, "{arch}: {worst:.3e}");
+    }
+}
+
+/// Mixed precision: the f32 parameters stay the trained (master) copy, the
+/// forward runs on a bf16 cast of them, and the gradients reach the f32
+/// parameters through the cast.
+#[test]
+fn bf16_compute_gives_gradients_to_f32_parameters() {
+    let device = Device::default().autodiff();
+    let dir = fixture("qwen3_vl");
+    let master = QwenVl::from_hf_dir(&dir, &device).unwrap();
+    let compute = master
+        .clone()
+        .with_float_dtype(burn::tensor::FloatDType::BF16);
+    let reference = Reference::read(&dir.join("reference_batch.safetensors")).unwrap();
+    let (prompt, completions) = split(&reference, &device, 4);
+    let input = CompletionBatch::new(&prompt, &completions, 0).unwrap();
+    let logp = completion_logprobs(&compute, &input, 1.0, &device).unwrap();
+    let grads = logp.sum().neg().backward();
+    let weight = &master.model.language_model.layers[0]
+        .self_attn
+        .q_proj
+        .weight;
+    let grad = weight
+        .val()
+        .grad(&grads)
+        .expect("the f32 master weight has a gradient");
+    assert_eq!(grad.dtype(), burn::tensor::DType::F32);
+    let norm = grad.square().sum().into_scalar::<f32>().sqrt();
+    assert!(norm.is_finite() && norm > 0.0, "{norm}");
+    assert_eq!(
+        weight.id,
+        compute.model.language_model.layers[0]
+            .self_attn
+            .q_proj
+            .weight
+            .id
+    );
+}

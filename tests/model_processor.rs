@@ -112,3 +112,35 @@ fn wrongly_sized_frames_are_rejected_with_the_target_size() {
     // 30x50 is under the minimum budget: scaled up to 56x84 (HF smart_resize).
     assert!(err.contains("56x84"), "{err}");
 }
+
+#[test]
+fn processor_config_comes_from_the_model_directory() {
+    use vgrpo::model::QwenVlConfig;
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen3_vl_tiny");
+    let model_config = QwenVlConfig::from_file(&src).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Without the file: HF's Qwen3-VL defaults.
+    let defaults = VideoProcessorConfig::from_dir(dir.path(), &model_config).unwrap();
+    assert_eq!(
+        (defaults.min_pixels, defaults.max_pixels),
+        (128 * 32 * 32, 32 * 32 * 768)
+    );
+    assert_eq!(defaults.image_mean, HALF);
+    // The shape the Qwen3-VL repos ship.
+    std::fs::write(
+        dir.path().join("video_preprocessor_config.json"),
+        r#"{"size": {"longest_edge": 25165824, "shortest_edge": 4096}, "patch_size": 16,
+            "temporal_patch_size": 2, "merge_size": 2, "image_mean": [0.5, 0.5, 0.5],
+            "image_std": [0.5, 0.5, 0.5], "fps": 2, "do_sample_frames": true}"#,
+    )
+    .unwrap();
+    let read = VideoProcessorConfig::from_dir(dir.path(), &model_config).unwrap();
+    assert_eq!((read.min_pixels, read.max_pixels), (4096, 25_165_824));
+    // A patch size the model cannot take is refused.
+    std::fs::write(
+        dir.path().join("video_preprocessor_config.json"),
+        r#"{"patch_size": 14}"#,
+    )
+    .unwrap();
+    assert!(VideoProcessorConfig::from_dir(dir.path(), &model_config).is_err());
+}

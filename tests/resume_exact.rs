@@ -185,6 +185,7 @@ impl Run {
                 ),
                 grids: vec![GRID; BATCH],
                 second_per_grid_ts: vec![1.0; BATCH],
+                shared_across_rows: false,
             }),
         };
         let logits = self.model.forward(&batch, device).unwrap();

@@ -59,11 +59,11 @@ impl File<'_> {
         let values = match view.dtype() {
             Dtype::I64 => bytes
                 .chunks_exact(8)
-                .map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+                .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
                 .collect(),
             Dtype::I32 => bytes
                 .chunks_exact(4)
-                .map(|c| i64::from(i32::from_le_bytes(c.try_into().unwrap_or([0; 4]))))
+                .map(|c| i64::from(i32::from_le_bytes([c[0], c[1], c[2], c[3]])))
                 .collect(),
             Dtype::BOOL | Dtype::U8 => bytes.iter().map(|&b| i64::from(b)).collect(),
             other => {
@@ -187,6 +187,7 @@ impl Reference {
                 pixel_values: Tensor::from_data(TensorData::new(values.clone(), *shape), device),
                 grids: self.grids.clone(),
                 second_per_grid_ts: self.second_per_grid_ts.clone(),
+                shared_across_rows: false,
             });
         Batch {
             input_ids: self.input_ids.clone(),

@@ -173,10 +173,12 @@ struct RawVision {
     hidden_size: usize,
     intermediate_size: usize,
     num_heads: usize,
-    #[serde(alias = "in_chans")]
     in_channels: Option<usize>,
-    #[serde(alias = "spatial_patch_size")]
-    patch_size: usize,
+    /// transformers-4 name of `in_channels` (the released files carry it).
+    in_chans: Option<usize>,
+    patch_size: Option<usize>,
+    /// Older name of `patch_size`; released Qwen2.5-VL files carry both.
+    spatial_patch_size: Option<usize>,
     temporal_patch_size: Option<usize>,
     spatial_merge_size: Option<usize>,
     out_hidden_size: usize,
@@ -327,6 +329,99 @@ impl QwenVlConfig {
     }
 }
 
+impl QwenVlConfig {
+    /// A transformers-5 `config.json` for this configuration (what
+    /// `save_pretrained` writes, minus training-only fields), so a model
+    /// built from scratch can be exported and read back by transformers.
+    pub fn to_hf_json(&self) -> serde_json::Value {
+        use serde_json::json;
+        let t = &self.text;
+        let v = &self.vision;
+        let act = |a: Activation| match a {
+            Activation::Silu => "silu",
+            Activation::Gelu => "gelu",
+            Activation::GeluTanh => "gelu_pytorch_tanh",
+        };
+        let (architecture, text_type, vision_type) = match self.arch {
+            Arch::Qwen25Vl => (
+                "Qwen2_5_VLForConditionalGeneration",
+                "qwen2_5_vl_text",
+                "qwen2_5_vl_vision",
+            ),
+            Arch::Qwen3Vl => (
+                "Qwen3VLForConditionalGeneration",
+                "qwen3_vl_text",
+                "qwen3_vl_vision",
+            ),
+        };
+        let mut rope = json!({
+            "rope_type": "default",
+            "rope_theta": t.rope_theta,
+            "mrope_section": t.mrope_section,
+        });
+        let mut text = json!({
+            "model_type": text_type,
+            "vocab_size": t.vocab_size,
+            "hidden_size": t.hidden_size,
+            "intermediate_size": t.intermediate_size,
+            "num_hidden_layers": t.num_hidden_layers,
+            "num_attention_heads": t.num_attention_heads,
+            "num_key_value_heads": t.num_key_value_heads,
+            "hidden_act": act(t.hidden_act),
+            "max_position_embeddings": t.max_position_embeddings,
+            "rms_norm_eps": t.rms_norm_eps,
+            "tie_word_embeddings": self.tie_word_embeddings,
+        });
+        let mut vision = json!({
+            "model_type": vision_type,
+            "depth": v.depth,
+            "hidden_size": v.hidden_size,
+            "intermediate_size": v.intermediate_size,
+            "num_heads": v.num_heads,
+            "in_channels": v.in_channels,
+            "patch_size": v.patch_size,
+            "temporal_patch_size": v.temporal_patch_size,
+            "spatial_merge_size": v.spatial_merge_size,
+            "out_hidden_size": v.out_hidden_size,
+            "hidden_act": act(v.hidden_act),
+            "rope_parameters": {"rope_type": "axial", "rope_theta": v.rope_theta},
+        });
+        match self.arch {
+            Arch::Qwen25Vl => {
+                text["use_sliding_window"] = json!(false);
+                vision["window_size"] = json!(v.window_size);
+                vision["fullatt_block_indexes"] = json!(v.fullatt_block_indexes);
+                // HF declares it an int.
+                vision["tokens_per_second"] = if v.tokens_per_second.fract() == 0.0 {
+                    json!(v.tokens_per_second as i64)
+                } else {
+                    json!(v.tokens_per_second)
+                };
+            }
+            Arch::Qwen3Vl => {
+                rope["mrope_interleaved"] = json!(true);
+                text["head_dim"] = json!(t.head_dim);
+                text["attention_bias"] = json!(t.qkv_bias);
+                vision["num_position_embeddings"] = json!(v.num_position_embeddings);
+                vision["deepstack_visual_indexes"] = json!(v.deepstack_visual_indexes);
+            }
+        }
+        text["rope_parameters"] = rope;
+        json!({
+            "architectures": [architecture],
+            "model_type": self.arch.model_type(),
+            "dtype": "float32",
+            "text_config": text,
+            "vision_config": vision,
+            "image_token_id": self.image_token_id,
+            "video_token_id": self.video_token_id,
+            "vision_start_token_id": self.vision_start_token_id,
+            "vision_end_token_id": self.vision_end_token_id,
+            "tie_word_embeddings": self.tie_word_embeddings,
+        })
+    }
+}
+
 fn rope_of(raw: &RawText) -> Result<(f64, [usize; 3])> {
     // transformers 5: rope_parameters; transformers 4: rope_theta + rope_scaling.
     let (theta, section) = match (&raw.rope_parameters, &raw.rope_scaling) {
@@ -404,8 +499,10 @@ fn vision_config(arch: Arch, raw: RawVision) -> Result<VisionConfig> {
         hidden_size: raw.hidden_size,
         intermediate_size: raw.intermediate_size,
         num_heads: raw.num_heads,
-        in_channels: raw.in_channels.unwrap_or(3),
-        patch_size: raw.patch_size,
+        in_channels: raw.in_channels.or(raw.in_chans).unwrap_or(3),
+        patch_size: raw.patch_size.or(raw.spatial_patch_size).ok_or_else(|| {
+            ModelError::UnsupportedConfig("vision_config.patch_size missing".into())
+        })?,
         temporal_patch_size: raw.temporal_patch_size.unwrap_or(2),
         spatial_merge_size: raw.spatial_merge_size.unwrap_or(2),
         out_hidden_size: raw.out_hidden_size,
@@ -471,6 +568,75 @@ mod tests {
         assert_eq!(c.text.mrope_section, [2, 3, 3]);
         assert!(c.tie_word_embeddings && c.text.qkv_bias && !c.text.o_bias);
         assert_eq!(c.vision.tokens_per_second, 2.0);
+    }
+
+    #[test]
+    fn hf_json_reads_back_to_the_same_config() {
+        for arch in ["qwen3_vl", "qwen2_5_vl"] {
+            let dir =
+                Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/{arch}_tiny"));
+            let c = QwenVlConfig::from_file(&dir).unwrap();
+            let again = QwenVlConfig::from_json(&c.to_hf_json().to_string()).unwrap();
+            assert_eq!(again, c, "{arch}");
+        }
+    }
+
+    #[test]
+    fn reads_the_released_qwen25_vl_7b_config() {
+        // The shape of Qwen/Qwen2.5-VL-7B-Instruct's config.json (transformers 4):
+        // both in_chans and patch_size/spatial_patch_size appear.
+        let json = r#"{
+          "architectures": ["Qwen2_5_VLForConditionalGeneration"], "attention_dropout": 0.0,
+          "bos_token_id": 151643, "eos_token_id": 151645, "vision_start_token_id": 151652,
+          "vision_end_token_id": 151653, "vision_token_id": 151654, "image_token_id": 151655,
+          "video_token_id": 151656, "hidden_act": "silu", "hidden_size": 3584,
+          "initializer_range": 0.02, "intermediate_size": 18944, "max_position_embeddings": 128000,
+          "max_window_layers": 28, "model_type": "qwen2_5_vl", "num_attention_heads": 28,
+          "num_hidden_layers": 28, "num_key_value_heads": 4, "rms_norm_eps": 1e-06,
+          "rope_theta": 1000000.0, "sliding_window": 32768, "tie_word_embeddings": false,
+          "torch_dtype": "bfloat16", "transformers_version": "4.41.2", "use_cache": true,
+          "use_sliding_window": false,
+          "vision_config": {"depth": 32, "hidden_act": "silu", "hidden_size": 1280,
+            "intermediate_size": 3420, "num_heads": 16, "in_chans": 3, "out_hidden_size": 3584,
+            "patch_size": 14, "spatial_merge_size": 2, "spatial_patch_size": 14, "window_size": 112,
+            "fullatt_block_indexes": [7, 15, 23, 31], "tokens_per_second": 2,
+            "temporal_patch_size": 2},
+          "rope_scaling": {"type": "mrope", "mrope_section": [16, 24, 24]},
+          "vocab_size": 152064
+        }"#;
+        let c = QwenVlConfig::from_json(json).unwrap();
+        assert_eq!((c.text.head_dim, c.text.num_key_value_heads), (128, 4));
+        assert_eq!(c.vision.patch_dim(), 3 * 2 * 14 * 14);
+        assert!(!c.tie_word_embeddings);
+    }
+
+    #[test]
+    fn reads_the_released_qwen3_vl_8b_config() {
+        // The shape of Qwen/Qwen3-VL-8B-Instruct's config.json (rope_scaling + rope_theta).
+        let json = r#"{
+          "architectures": ["Qwen3VLForConditionalGeneration"], "image_token_id": 151655,
+          "model_type": "qwen3_vl",
+          "text_config": {"attention_bias": false, "attention_dropout": 0.0, "bos_token_id": 151643,
+            "dtype": "bfloat16", "eos_token_id": 151645, "head_dim": 128, "hidden_act": "silu",
+            "hidden_size": 4096, "initializer_range": 0.02, "intermediate_size": 12288,
+            "max_position_embeddings": 262144, "model_type": "qwen3_vl_text",
+            "num_attention_heads": 32, "num_hidden_layers": 36, "num_key_value_heads": 8,
+            "rms_norm_eps": 1e-06,
+            "rope_scaling": {"mrope_interleaved": true, "mrope_section": [24, 20, 20], "rope_type": "default"},
+            "rope_theta": 5000000, "use_cache": true, "vocab_size": 151936},
+          "tie_word_embeddings": false, "transformers_version": "4.57.0.dev0",
+          "video_token_id": 151656,
+          "vision_config": {"deepstack_visual_indexes": [8, 16, 24], "depth": 27,
+            "hidden_act": "gelu_pytorch_tanh", "hidden_size": 1152, "in_channels": 3,
+            "initializer_range": 0.02, "intermediate_size": 4304, "model_type": "qwen3_vl",
+            "num_heads": 16, "num_position_embeddings": 2304, "out_hidden_size": 4096,
+            "patch_size": 16, "spatial_merge_size": 2, "temporal_patch_size": 2},
+          "vision_end_token_id": 151653, "vision_start_token_id": 151652
+        }"#;
+        let c = QwenVlConfig::from_json(json).unwrap();
+        assert_eq!(c.arch, Arch::Qwen3Vl);
+        assert_eq!(c.text.rope_theta, 5e6);
+        assert_eq!(c.vision.deepstack_visual_indexes, vec![8, 16, 24]);
     }
 
     #[test]

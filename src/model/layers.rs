@@ -5,7 +5,7 @@
 use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::{gelu, gelu_approximate, silu};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{DType, Device, FloatDType, Tensor};
 
 use super::config::Activation;
 
@@ -25,10 +25,12 @@ impl RmsNorm {
         }
     }
 
-    /// `[..., dim] -> [..., dim]`
+    /// `[..., dim] -> [..., dim]`; statistics in f32 whatever the dtype.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let dtype = x.dtype();
+        let x = to_f32(x);
         let rms = (x.clone().square().mean_dim(D - 1) + self.eps).sqrt();
-        (x / rms) * self.weight.val().unsqueeze()
+        to_dtype(x / rms, dtype) * self.weight.val().unsqueeze()
     }
 }
 
@@ -51,12 +53,15 @@ impl LayerNorm {
         }
     }
 
-    /// `[..., dim] -> [..., dim]` (biased variance, as torch).
+    /// `[..., dim] -> [..., dim]` (biased variance, as torch; statistics
+    /// in f32 whatever the dtype).
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let dtype = x.dtype();
+        let x = to_f32(x);
         let mean = x.clone().mean_dim(D - 1);
         let centred = x - mean;
         let var = centred.clone().square().mean_dim(D - 1);
-        centred / (var + self.eps).sqrt() * self.weight.val().unsqueeze()
+        to_dtype(centred / (var + self.eps).sqrt(), dtype) * self.weight.val().unsqueeze()
             + self.bias.val().unsqueeze()
     }
 }
@@ -98,9 +103,34 @@ pub fn rotate_half<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     Tensor::cat(vec![x2.neg(), x1], D - 1)
 }
 
-/// `x * cos + rotate_half(x) * sin`, `cos`/`sin` broadcast to `x`.
+/// `x * cos + rotate_half(x) * sin`, `cos`/`sin` (f32 tables) broadcast to
+/// `x` and cast to its dtype.
 pub fn apply_rotary<const D: usize>(x: Tensor<D>, cos: Tensor<D>, sin: Tensor<D>) -> Tensor<D> {
-    x.clone() * cos + rotate_half(x) * sin
+    let dtype = x.dtype();
+    x.clone() * to_dtype(cos, dtype) + rotate_half(x) * to_dtype(sin, dtype)
+}
+
+/// `x` in f32 (a no-op for f32 tensors).
+pub fn to_f32<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    to_dtype(x, DType::F32)
+}
+
+/// `x` cast to the float dtype `dtype` (a no-op when it already has it).
+pub fn to_dtype<const D: usize>(x: Tensor<D>, dtype: DType) -> Tensor<D> {
+    if x.dtype() == dtype {
+        x
+    } else {
+        x.cast(FloatDType::from(dtype))
+    }
+}
+
+/// Softmax over `dim` computed in f32 (as HF does for attention), returned
+/// in `dtype`.
+pub fn softmax_f32<const D: usize>(scores: Tensor<D>, dim: usize, dtype: DType) -> Tensor<D> {
+    to_dtype(
+        burn::tensor::activation::softmax(to_f32(scores), dim),
+        dtype,
+    )
 }
 
 /// `1 / theta^(2i / dim)` for `i < dim / 2`, in f32 like HF.

@@ -7,6 +7,7 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::error::{ModelError, Result};
+use super::layers::to_f32;
 use super::position::TOKEN_TEXT;
 use super::qwen_vl::{Batch, QwenVl};
 
@@ -100,7 +101,8 @@ pub fn completion_logits(
     // Position i predicts token i + 1: the last prompt position predicts the
     // first completion token.
     let predicting = hidden.narrow(1, input.prompt_len - 1, width);
-    Ok(model.logits(predicting).div_scalar(temperature))
+    // Log-softmax in f32 whatever the model's dtype.
+    Ok(to_f32(model.logits(predicting)).div_scalar(temperature))
 }
 
 /// The completion tokens `[B, completion width]` as an index tensor.

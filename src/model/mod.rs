@@ -17,6 +17,7 @@ pub mod position;
 pub mod processor;
 pub mod qwen_vl;
 pub mod rope;
+pub mod store;
 pub mod text;
 pub mod vision;
 pub mod weights;

@@ -60,14 +60,21 @@ pub struct RopeLayout {
 ///   (between timestamp text), so each run takes one frame group of the
 ///   video's grid and all its tokens share the temporal id.
 ///
-/// After a run the text position advances by `max(h, w) / merge` (as
-/// transformers 5 does). Padded positions (`attention_mask == 0`) get 0.
+/// After a run the text position advances by `max(h, w) / merge`, as
+/// transformers 5.23 does. (Qwen's own code and transformers 4 continue at
+/// the largest position of the run + 1, which differs for Qwen2.5-VL when the
+/// temporal ids outgrow the spatial ones; the reference here is 5.23.)
+/// Padded positions (`attention_mask == 0`) get 0; text-only rows get
+/// mask-aware positions (HF uses a plain `arange` when there is no video).
+/// With `shared_across_rows`, every row holds the same videos (one list of
+/// grids for all rows).
 pub fn rope_index(
     layout: RopeLayout,
     token_types: &[Vec<i64>],
     attention_mask: &[Vec<bool>],
     video_grids: &[Grid],
     second_per_grid_ts: &[f32],
+    shared_across_rows: bool,
 ) -> Result<RopePositions> {
     let merge = layout.spatial_merge_size;
     // Qwen3-VL: one grid per temporal group, each with t = 1.
@@ -86,7 +93,7 @@ pub fn rope_index(
             .map(|g| (g, 1.0))
             .collect(),
     };
-    let mut next_group = groups.iter();
+    let mut next_group = 0usize;
     let batch = token_types.len();
     let len = token_types.first().map_or(0, Vec::len);
     let mut ids = [
@@ -103,6 +110,9 @@ pub fn rope_index(
                 mask.len()
             )));
         }
+        if shared_across_rows {
+            next_group = 0;
+        }
         let kept: Vec<usize> = (0..len).filter(|&i| mask[i]).collect();
         let mut pos: Vec<[i64; 3]> = Vec::with_capacity(kept.len());
         let mut current = 0i64;
@@ -118,9 +128,10 @@ pub fn rope_index(
                 pos.extend((0..run as i64).map(|k| [current + k; 3]));
                 current += run as i64;
             } else if kind == TOKEN_VIDEO {
-                let (grid, seconds) = next_group.next().ok_or_else(|| {
+                let (grid, seconds) = groups.get(next_group).ok_or_else(|| {
                     ModelError::Input(format!("row {b}: more video runs than video grids"))
                 })?;
+                next_group += 1;
                 let (gt, gh, gw) = (grid.t, grid.h / merge, grid.w / merge);
                 if gt * gh * gw != run {
                     return Err(ModelError::Input(format!(
@@ -161,10 +172,11 @@ pub fn rope_index(
             }
         }
     }
-    if next_group.next().is_some() {
-        return Err(ModelError::Input(
-            "fewer video token runs than video grids".into(),
-        ));
+    if !shared_across_rows && next_group != groups.len() {
+        return Err(ModelError::Input(format!(
+            "{next_group} video token runs for {} video grid groups",
+            groups.len()
+        )));
     }
     Ok(RopePositions { ids, next_position })
 }
@@ -299,7 +311,15 @@ mod tests {
         let types = vec![[vec![0, 0], vec![2; 12], vec![0, 0]].concat()];
         let mask = vec![vec![true; 16]];
         let grid = Grid { t: 2, h: 4, w: 6 };
-        let p = rope_index(layout(Arch::Qwen25Vl), &types, &mask, &[grid], &[1.5]).unwrap();
+        let p = rope_index(
+            layout(Arch::Qwen25Vl),
+            &types,
+            &mask,
+            &[grid],
+            &[1.5],
+            false,
+        )
+        .unwrap();
         // temporal: trunc(i * 2 * 1.5) + 2 = 2, 5
         assert_eq!(&p.ids[0][0][..4], &[0, 1, 2, 2]);
         assert_eq!(p.ids[0][0][2 + 6], 5);
@@ -318,7 +338,7 @@ mod tests {
         let types = vec![vec![0, 0, 2, 2, 0, 2, 2]];
         let mask = vec![vec![false, true, true, true, true, true, true]];
         let grid = Grid { t: 2, h: 2, w: 4 };
-        let p = rope_index(layout(Arch::Qwen3Vl), &types, &mask, &[grid], &[]).unwrap();
+        let p = rope_index(layout(Arch::Qwen3Vl), &types, &mask, &[grid], &[], false).unwrap();
         assert_eq!(p.ids[0][0], vec![0, 0, 1, 1, 3, 4, 4]);
         assert_eq!(p.ids[2][0], vec![0, 0, 1, 2, 3, 4, 5]);
         assert_eq!(p.ids[1][0], vec![0, 0, 1, 1, 3, 4, 4]);

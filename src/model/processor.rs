@@ -62,6 +62,72 @@ impl VideoProcessorConfig {
         }
     }
 
+    /// Reads `video_preprocessor_config.json` from a HF model directory
+    /// (transformers 5 and the Qwen3-VL repos ship one); fields it lacks,
+    /// or a missing file, fall back to [`Self::for_model`]'s HF defaults.
+    pub fn from_dir(dir: &std::path::Path, config: &QwenVlConfig) -> Result<Self> {
+        #[derive(serde::Deserialize)]
+        struct Size {
+            shortest_edge: Option<usize>,
+            longest_edge: Option<usize>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Raw {
+            size: Option<Size>,
+            min_pixels: Option<usize>,
+            max_pixels: Option<usize>,
+            patch_size: Option<usize>,
+            temporal_patch_size: Option<usize>,
+            merge_size: Option<usize>,
+            image_mean: Option<[f32; 3]>,
+            image_std: Option<[f32; 3]>,
+        }
+        let mut out = Self::for_model(config);
+        let path = dir.join("video_preprocessor_config.json");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(source) => return Err(ModelError::Io { path, source }),
+        };
+        let raw: Raw = serde_json::from_str(&text).map_err(|source| ModelError::ConfigJson {
+            path: path.clone(),
+            source,
+        })?;
+        let size = raw.size.unwrap_or(Size {
+            shortest_edge: None,
+            longest_edge: None,
+        });
+        out.min_pixels = size
+            .shortest_edge
+            .or(raw.min_pixels)
+            .unwrap_or(out.min_pixels);
+        out.max_pixels = size
+            .longest_edge
+            .or(raw.max_pixels)
+            .unwrap_or(out.max_pixels);
+        out.patch_size = raw.patch_size.unwrap_or(out.patch_size);
+        out.temporal_patch_size = raw.temporal_patch_size.unwrap_or(out.temporal_patch_size);
+        out.merge_size = raw.merge_size.unwrap_or(out.merge_size);
+        out.image_mean = raw.image_mean.unwrap_or(out.image_mean);
+        out.image_std = raw.image_std.unwrap_or(out.image_std);
+        let v = &config.vision;
+        if (out.patch_size, out.temporal_patch_size, out.merge_size)
+            != (v.patch_size, v.temporal_patch_size, v.spatial_merge_size)
+        {
+            return Err(ModelError::UnsupportedConfig(format!(
+                "{}: patch {}x{} merge {} disagrees with the model's {}x{} merge {}",
+                path.display(),
+                out.patch_size,
+                out.temporal_patch_size,
+                out.merge_size,
+                v.patch_size,
+                v.temporal_patch_size,
+                v.spatial_merge_size
+            )));
+        }
+        Ok(out)
+    }
+
     /// Side lengths are multiples of this.
     pub fn factor(&self) -> usize {
         self.patch_size * self.merge_size

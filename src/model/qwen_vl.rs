@@ -4,9 +4,9 @@
 
 use std::path::Path;
 
-use burn::module::Module;
+use burn::module::{Module, ModuleMapper, Param};
 use burn::nn::Linear;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, FloatDType, Int, Tensor, TensorData};
 
 use super::cache::{KvCache, causal_mask};
 use super::config::QwenVlConfig;
@@ -16,7 +16,7 @@ use super::position::{Grid, RopeLayout, TOKEN_TEXT, TOKEN_VIDEO, rope_index};
 use super::rope::text_rotary;
 use super::text::{DeepStack, TextModel};
 use super::vision::{VisionModel, int_tensor};
-use super::weights::{Checkpoint, export_hf};
+use super::weights::{export_hf, load_hf_weights};
 
 /// Pixel patches of the videos in a batch, in prompt order.
 #[derive(Debug, Clone)]
@@ -28,6 +28,10 @@ pub struct VideoInput {
     /// Qwen2.5-VL: seconds covered by one temporal patch, per video
     /// (`temporal_patch_size / fps`); ignored by Qwen3-VL.
     pub second_per_grid_ts: Vec<f32>,
+    /// Every row of the batch shows these same videos (the prompts of a
+    /// GRPO group): the vision tower runs once and all rows share its
+    /// features. Otherwise the videos are consumed row after row.
+    pub shared_across_rows: bool,
 }
 
 /// A (possibly padded) batch of prompts.
@@ -56,6 +60,48 @@ impl Batch {
             token_types,
             video: None,
         }
+    }
+
+    /// Left-pads tokenized prompts to one length (as generation wants:
+    /// every row ends at the last column). Token types come from the ids:
+    /// `video_token_id` is a video token, everything else text.
+    pub fn left_padded(
+        rows: &[Vec<i64>],
+        pad_id: i64,
+        video_token_id: u32,
+        video: Option<VideoInput>,
+    ) -> Self {
+        let width = rows.iter().map(Vec::len).max().unwrap_or(0);
+        let video_token = i64::from(video_token_id);
+        let mut batch = Batch {
+            input_ids: Vec::with_capacity(rows.len()),
+            attention_mask: Vec::with_capacity(rows.len()),
+            token_types: Vec::with_capacity(rows.len()),
+            video,
+        };
+        for row in rows {
+            let pad = width - row.len();
+            batch.input_ids.push(
+                std::iter::repeat_n(pad_id, pad)
+                    .chain(row.iter().copied())
+                    .collect(),
+            );
+            batch
+                .attention_mask
+                .push((0..width).map(|i| i >= pad).collect());
+            batch.token_types.push(
+                std::iter::repeat_n(TOKEN_TEXT, pad)
+                    .chain(row.iter().map(|&id| {
+                        if id == video_token {
+                            TOKEN_VIDEO
+                        } else {
+                            TOKEN_TEXT
+                        }
+                    }))
+                    .collect(),
+            );
+        }
+        batch
     }
 
     pub fn rows(&self) -> usize {
@@ -175,13 +221,23 @@ impl QwenVl {
         } else {
             &[]
         };
-        Checkpoint::read(dir)?.load_into(model, ignored)
+        load_hf_weights(dir, model, ignored)
     }
 
-    /// Writes the model as a HF directory (`config.json` copied from
-    /// `source_config`, the `config.json` text it was loaded with).
-    pub fn export_hf(&self, source_config: &str, dir: &Path) -> Result<()> {
-        export_hf(self, &self.config, source_config, dir)
+    /// Writes the model as a HF directory: f32 `model.safetensors` and a
+    /// `config.json` (written from the config; pass the text the model was
+    /// loaded with as `source_config` to keep fields vgrpo does not model,
+    /// such as token ids of the generation config).
+    pub fn export_hf(&self, source_config: Option<&str>, dir: &Path) -> Result<()> {
+        let generated;
+        let config_json = match source_config {
+            Some(text) => text,
+            None => {
+                generated = self.config.to_hf_json().to_string();
+                &generated
+            }
+        };
+        export_hf(self, &self.config, config_json, dir)
     }
 
     fn rope_layout(&self) -> RopeLayout {
@@ -209,6 +265,7 @@ impl QwenVl {
 
         let grids: &[Grid] = batch.video.as_ref().map_or(&[], |v| &v.grids);
         let seconds: &[f32] = batch.video.as_ref().map_or(&[], |v| &v.second_per_grid_ts);
+        let shared = batch.video.as_ref().is_some_and(|v| v.shared_across_rows);
         let mut deepstack = None;
         if let Some(video) = &batch.video {
             let out = self
@@ -222,21 +279,34 @@ impl QwenVl {
             // a sampled completion may contain that id as plain text.
             let mut gather = Vec::with_capacity(b * l);
             let mut visual_gather = Vec::with_capacity(b * l);
+            let [visual_tokens, _] = out.embeds.dims();
             let mut k = 0usize;
-            let types = batch.token_types.iter().flatten();
-            let mask = batch.attention_mask.iter().flatten();
-            for (r, (&kind, &real)) in types.zip(mask).enumerate() {
-                if real && kind == TOKEN_VIDEO {
-                    gather.push(b * l + k);
-                    k += 1;
-                    visual_gather.push(k);
-                } else {
-                    gather.push(r);
-                    visual_gather.push(0);
+            for (row, (types, mask)) in batch
+                .token_types
+                .iter()
+                .zip(&batch.attention_mask)
+                .enumerate()
+            {
+                for (i, (&kind, &real)) in types.iter().zip(mask).enumerate() {
+                    if real && kind == TOKEN_VIDEO {
+                        gather.push(b * l + k);
+                        k += 1;
+                        visual_gather.push(k);
+                    } else {
+                        gather.push(row * l + i);
+                        visual_gather.push(0);
+                    }
+                }
+                if video.shared_across_rows {
+                    if k != visual_tokens {
+                        return Err(ModelError::Input(format!(
+                            "row {row}: {k} video tokens but the shared videos give {visual_tokens} features"
+                        )));
+                    }
+                    k = 0;
                 }
             }
-            let [visual_tokens, _] = out.embeds.dims();
-            if k != visual_tokens {
+            if !video.shared_across_rows && k != visual_tokens {
                 return Err(ModelError::Input(format!(
                     "{k} video tokens in the prompt but the videos give {visual_tokens} features"
                 )));
@@ -268,6 +338,7 @@ impl QwenVl {
             &batch.attention_mask,
             grids,
             seconds,
+            shared,
         )?;
         let t = &self.config.text;
         let rotary = text_rotary(
@@ -365,6 +436,20 @@ impl QwenVl {
     /// Logits `[B, L, V]` of a prompt batch (no cache).
     pub fn forward(&self, batch: &Batch, device: &Device) -> Result<Tensor<3>> {
         Ok(self.logits(self.forward_hidden(batch, None, device)?))
+    }
+
+    /// The model with every float parameter cast to `dtype` (e.g. bf16 for
+    /// rollouts and the frozen reference). Norm statistics, attention
+    /// softmax and log-softmax stay in f32; parameter ids are kept.
+    pub fn with_float_dtype(self, dtype: FloatDType) -> Self {
+        struct Cast(FloatDType);
+        impl ModuleMapper for Cast {
+            fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+                let dtype = self.0;
+                param.map(|t| t.cast(dtype))
+            }
+        }
+        self.map(&mut Cast(dtype))
     }
 
     /// A fresh cache sized for this model.

@@ -5,12 +5,11 @@
 
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, Linear};
-use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, Tensor};
 
 use super::cache::LayerKv;
 use super::config::{Activation, TextConfig};
-use super::layers::{RmsNorm, activate, apply_rotary, linear};
+use super::layers::{RmsNorm, activate, apply_rotary, linear, softmax_f32, to_f32};
 
 /// Self-attention with grouped K/V heads.
 #[derive(Module, Debug)]
@@ -105,8 +104,10 @@ impl Attention {
         };
         let (k, v) = (expand(k), expand(v));
         let scale = (self.head_dim as f64).powf(-0.5);
-        let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale) + mask;
-        let out = softmax(scores, 3).matmul(v); // [B, heads, T, hd]
+        // Scores, mask and softmax in f32 (the mask holds f32::MIN).
+        let scores = to_f32(q.matmul(k.swap_dims(2, 3))).mul_scalar(scale) + mask;
+        let dtype = v.dtype();
+        let out = softmax_f32(scores, 3, dtype).matmul(v); // [B, heads, T, hd]
         let out = out
             .swap_dims(1, 2)
             .reshape([b, t, self.num_heads * self.head_dim]);
@@ -229,7 +230,8 @@ impl TextModel {
                 && let Some(features) = ds.features.get(i)
             {
                 let device = features.device();
-                let table = Tensor::cat(vec![Tensor::zeros([1, h], &device), features.clone()], 0);
+                let zeros = Tensor::zeros([1, h], (&device, features.dtype()));
+                let table = Tensor::cat(vec![zeros, features.clone()], 0);
                 let add = table.select(0, ds.gather.clone()).reshape([b, t, h]);
                 x = x + add;
             }

@@ -7,11 +7,13 @@
 
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, Linear};
-use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::activation::gelu;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::config::{Activation, Arch, VisionConfig};
-use super::layers::{LayerNorm, Norm, RmsNorm, activate, apply_rotary, linear};
+use super::layers::{
+    LayerNorm, Norm, RmsNorm, activate, apply_rotary, linear, softmax_f32, to_dtype, to_f32,
+};
 use super::position::{
     Grid, frame_segments, position_table_taps, vision_patch_coords, window_index,
 };
@@ -68,10 +70,10 @@ impl VisionAttention {
                     .reshape([count, len, self.num_heads, hd])
                     .swap_dims(1, 2) // [count, heads, len, hd]
             };
-            let scores = batch(&q)
-                .matmul(batch(&k).swap_dims(2, 3))
-                .mul_scalar(scale);
-            let out = softmax(scores, 3).matmul(batch(&v));
+            // Scores and softmax in f32, as HF.
+            let scores = to_f32(batch(&q).matmul(batch(&k).swap_dims(2, 3))).mul_scalar(scale);
+            let values = batch(&v);
+            let out = softmax_f32(scores, 3, values.dtype()).matmul(values);
             outputs.push(out.swap_dims(1, 2).reshape([count * len, d]));
             i = j;
         }
@@ -268,7 +270,9 @@ impl VisionModel {
         let device = pixels.device();
         let merge = c.spatial_merge_size;
         let unit = c.merge_unit();
-        let mut x = self.patch_embed.proj.forward(pixels); // [N, D]
+        // Pixels arrive in f32; compute in the weights' dtype.
+        let dtype = self.patch_embed.proj.weight.val().dtype();
+        let mut x = self.patch_embed.proj.forward(to_dtype(pixels, dtype)); // [N, D]
         if let Some(table) = &self.pos_embed {
             x = x + self.interpolated_positions(table, grids, &device);
         }
@@ -327,8 +331,9 @@ impl VisionModel {
         let n = weights.len() / 4;
         let d = self.config.hidden_size;
         let idx = Tensor::<1, Int>::from_data(TensorData::new(indices, [4 * n]), device);
-        let w = Tensor::<3>::from_data(TensorData::new(weights, [n, 4, 1]), device);
         let taps = table.weight.val().select(0, idx).reshape([n, 4, d]);
+        let w = Tensor::<3>::from_data(TensorData::new(weights, [n, 4, 1]), device);
+        let w = to_dtype(w, taps.dtype());
         (taps * w).sum_dim(1).reshape([n, d])
     }
 }

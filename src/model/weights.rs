@@ -107,74 +107,86 @@ pub fn checkpoint_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Raw bytes of the checkpoint files, kept while a model is being filled.
-pub struct Checkpoint {
-    paths: Vec<PathBuf>,
-    buffers: Vec<Vec<u8>>,
+/// Replaces every parameter of `module` by the checkpoint tensor of the same
+/// name, reading one safetensors file at a time (peak memory: the model plus
+/// one shard). Fails listing all missing and unexpected names; names in
+/// `ignored` may be present without a parameter (a tied `lm_head.weight`).
+pub fn load_hf_weights<M: Module>(dir: &Path, module: M, ignored: &[&str]) -> Result<M> {
+    let mut module = module;
+    let mut used = HashSet::new();
+    let mut stored = HashSet::new();
+    let mut errors = Vec::new();
+    for path in checkpoint_files(dir)? {
+        let bytes = std::fs::read(&path).map_err(|source| ModelError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let file = SafeTensors::deserialize(&bytes).map_err(|e| ModelError::Safetensors {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let index: HashMap<String, String> = file
+            .names()
+            .into_iter()
+            .map(|name| (canonical_name(name), name.to_string()))
+            .collect();
+        stored.extend(index.keys().cloned());
+        let mut loader = Loader {
+            file: &file,
+            source: &path,
+            index,
+            used: &mut used,
+            path: Vec::new(),
+            errors: &mut errors,
+        };
+        module = module.map(&mut loader);
+    }
+    let mut names = ParamNames::default();
+    module.visit(&mut names);
+    let missing: Vec<String> = names
+        .names
+        .into_iter()
+        .filter(|n| !used.contains(n))
+        .collect();
+    let mut unexpected: Vec<String> = stored
+        .into_iter()
+        .filter(|k| !used.contains(k) && !ignored.contains(&k.as_str()))
+        .collect();
+    unexpected.sort();
+    if !missing.is_empty() || !unexpected.is_empty() {
+        return Err(ModelError::WeightNames {
+            missing,
+            unexpected,
+        });
+    }
+    // Names first (the more telling mismatch), then shapes and dtypes.
+    if let Some(err) = errors.into_iter().next() {
+        return Err(err);
+    }
+    Ok(module)
 }
 
-impl Checkpoint {
-    pub fn read(dir: &Path) -> Result<Self> {
-        let paths = checkpoint_files(dir)?;
-        let buffers = paths
-            .iter()
-            .map(|p| {
-                std::fs::read(p).map_err(|source| ModelError::Io {
-                    path: p.clone(),
-                    source,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Checkpoint { paths, buffers })
+/// The HF names of all float parameters of a module, in module order.
+#[derive(Default)]
+struct ParamNames {
+    path: Vec<Step>,
+    names: Vec<String>,
+}
+
+impl ModuleVisitor for ParamNames {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.push(Step {
+            name: name.to_string(),
+            container: container_type.to_string(),
+        });
     }
 
-    /// Replaces every parameter of `module` by the checkpoint tensor of the
-    /// same name. Fails listing all missing and unexpected names; names in
-    /// `ignored` may be present without a parameter (a tied `lm_head.weight`).
-    pub fn load_into<M: Module>(&self, module: M, ignored: &[&str]) -> Result<M> {
-        let files = self
-            .buffers
-            .iter()
-            .zip(&self.paths)
-            .map(|(buf, path)| {
-                SafeTensors::deserialize(buf).map_err(|e| ModelError::Safetensors {
-                    path: path.clone(),
-                    message: e.to_string(),
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let mut index = HashMap::new();
-        for (i, file) in files.iter().enumerate() {
-            for name in file.names() {
-                index.insert(canonical_name(name), (i, name.to_string()));
-            }
-        }
-        let mut loader = Loader {
-            files: &files,
-            index,
-            used: HashSet::new(),
-            path: Vec::new(),
-            missing: Vec::new(),
-            errors: Vec::new(),
-        };
-        let module = module.map(&mut loader);
-        if let Some(err) = loader.errors.into_iter().next() {
-            return Err(err);
-        }
-        let mut unexpected: Vec<String> = loader
-            .index
-            .keys()
-            .filter(|k| !loader.used.contains(*k) && !ignored.contains(&k.as_str()))
-            .cloned()
-            .collect();
-        unexpected.sort();
-        if !loader.missing.is_empty() || !unexpected.is_empty() {
-            return Err(ModelError::WeightNames {
-                missing: loader.missing,
-                unexpected,
-            });
-        }
-        Ok(module)
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, _param: &Param<Tensor<D>>) {
+        self.names.push(hf_name(&joined(&self.path)));
     }
 }
 
@@ -198,28 +210,28 @@ fn is_linear_weight(path: &[Step]) -> bool {
 }
 
 struct Loader<'a> {
-    files: &'a [SafeTensors<'a>],
-    index: HashMap<String, (usize, String)>,
-    used: HashSet<String>,
+    file: &'a SafeTensors<'a>,
+    source: &'a Path,
+    /// canonical name -> name in this file
+    index: HashMap<String, String>,
+    used: &'a mut HashSet<String>,
     path: Vec<Step>,
-    missing: Vec<String>,
-    errors: Vec<ModelError>,
+    errors: &'a mut Vec<ModelError>,
 }
 
 impl Loader<'_> {
-    /// The f32 values of `name`, laid out for a module tensor of `shape`.
+    /// The f32 values of `name` from this file, laid out for a module
+    /// tensor of `shape`; `None` if the file does not hold it (or on error,
+    /// which is recorded).
     fn values(&mut self, name: &str, shape: &[usize], linear: bool) -> Option<Vec<f32>> {
-        let Some((file, stored)) = self.index.get(name).cloned() else {
-            self.missing.push(name.to_string());
-            return None;
-        };
+        let stored = self.index.get(name)?.clone();
         self.used.insert(name.to_string());
-        let view = match self.files[file].tensor(&stored) {
+        let view = match self.file.tensor(&stored) {
             Ok(view) => view,
             Err(e) => {
                 self.errors.push(ModelError::Safetensors {
-                    path: PathBuf::from(&stored),
-                    message: e.to_string(),
+                    path: self.source.to_path_buf(),
+                    message: format!("{stored}: {e}"),
                 });
                 return None;
             }

@@ -257,6 +257,7 @@ pub fn sft_tensors(
             .iter()
             .flat_map(|v| v.second_per_grid_ts.iter().copied())
             .collect(),
+        shared_across_rows: false,
     });
     let tokens = samples.iter().map(|s| s.ids.len()).sum();
     SftTensors {
