@@ -40,6 +40,7 @@ pub struct Config {
     pub optim: OptimConfig,
     #[serde(default)]
     pub grpo: GrpoConfig,
+    #[serde(default)]
     pub eval: EvalConfig,
     #[serde(default)]
     pub sft: SftConfig,

@@ -1,6 +1,6 @@
 //! The `vgrpo` command line. Library errors are typed; here they become an
-//! `anyhow` chain printed once, and an exit code: 0 success, 1 the job
-//! failed, 2 the command line or the config is wrong.
+//! `anyhow` chain printed once on one line, and an exit code: 0 success,
+//! 1 the job failed, 2 the command line or the config is wrong.
 
 use anyhow::{Context, bail};
 use burn::tensor::Device;
@@ -198,10 +198,8 @@ fn main() -> ExitCode {
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err}");
-            for cause in err.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
-            }
+            // The whole chain once, outermost first: `error: a: b: c`.
+            eprintln!("error: {err:#}");
             let usage = err
                 .chain()
                 .any(|c| c.downcast_ref::<ConfigError>().is_some());
