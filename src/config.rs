@@ -18,6 +18,7 @@ use crate::eval::EvalConfig;
 use crate::grpo::config::GrpoConfig;
 use crate::model_source::ModelConfig;
 use crate::optim::OptimConfig;
+use crate::pipeline::PipelineConfig;
 use crate::sft::SftConfig;
 use crate::video::VideoConfig;
 use serde::{Deserialize, Serialize};
@@ -44,6 +45,8 @@ pub struct Config {
     pub eval: EvalConfig,
     #[serde(default)]
     pub sft: SftConfig,
+    #[serde(default)]
+    pub pipeline: PipelineConfig,
 }
 
 /// `[run]`: identity and reproducibility of a run.
@@ -192,6 +195,7 @@ impl Validate for Config {
         self.grpo.validate("grpo", rules);
         self.eval.validate("eval", rules);
         self.sft.validate("sft", rules);
+        self.pipeline.validate("pipeline", rules);
     }
 }
 

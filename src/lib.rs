@@ -35,6 +35,7 @@ pub mod sampling;
 
 // SFT and evaluation.
 pub mod eval;
+pub mod pipeline;
 pub mod score;
 pub mod sft;
 pub mod sft_loss;

@@ -50,6 +50,9 @@ enum Command {
     Synth(SynthArgs),
     /// Validate a config and print it with every default filled in.
     Config(ConfigArgs),
+    /// The whole recipe: synth (if missing) → SFT cold start → eval → GRPO →
+    /// eval → SFT cool-off → eval, then the stage table.
+    Pipeline(ConfigArgs),
     /// Run GRPO (writes runs/<name>/ and rollouts/<name>/cooloff.jsonl).
     Train {
         #[command(flatten)]
@@ -219,6 +222,17 @@ fn run(command: Command) -> anyhow::Result<()> {
                 "wrote {} in {:.1} s",
                 args.out.join("manifest.jsonl").display(),
                 start.elapsed().as_secs_f64()
+            );
+        }
+        Command::Pipeline(args) => {
+            let cfg = args.load()?;
+            let interrupt = interrupt_flag()?;
+            let summary = vgrpo::pipeline::run_pipeline(&cfg, &Device::default(), &interrupt)?;
+            print!("{}", summary.table);
+            println!(
+                "pipeline finished in {:.1} min; table written to {}",
+                summary.seconds / 60.0,
+                cfg.run.dir().join("pipeline.md").display()
             );
         }
         Command::Config(args) => {

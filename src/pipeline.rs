@@ -1,0 +1,347 @@
+//! `vgrpo pipeline`: the whole Q-Save recipe from one config —
+//! synth (if the manifest is missing) → SFT cold start → eval → GRPO →
+//! eval → SFT cool-off → eval — and the stage table (paper Table 4 style).
+//!
+//! Each stage is an ordinary run of its own command with a config derived
+//! from the pipeline's: run name `<name>-<stage>`, `[model] path` set to the
+//! previous stage's `final/` export, the stage's optimizer settings from
+//! `[pipeline]`. Stages hand models over as HF directories, exactly as a user
+//! chaining `vgrpo sft`, `vgrpo train` and `vgrpo eval` by hand would. A
+//! rerun skips the stages whose outputs exist and resumes an interrupted
+//! one from its latest checkpoint.
+
+use crate::checkpoint::Resume;
+use crate::config::{Config, Rules, Validate};
+use crate::data::Dimension;
+use crate::data::synth::{SynthConfig, generate};
+use crate::eval::report::EvalReport;
+use crate::eval::run::run_eval;
+use crate::grpo::trainer::train;
+use crate::optim::OptimConfig;
+use crate::schedule::ScheduleKind;
+use crate::sft::{SftMode, run_sft};
+use crate::text::AnswerOrder;
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+/// `[pipeline]` settings: what differs between the stages.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// The synthetic data set written when `data.manifest` does not exist
+    /// (into the manifest's directory).
+    pub synth: SynthConfig,
+    /// Optimizer of both SFT stages (paper: AdamW 5e-6, warmup 3%).
+    pub sft_optim: OptimConfig,
+    /// Optimizer of the GRPO stage (paper: 2e-6, constant).
+    pub grpo_optim: OptimConfig,
+    /// Epochs of the cool-off stage (the cold start uses `sft.epochs`).
+    pub cooloff_epochs: u64,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            synth: SynthConfig::default(),
+            sft_optim: OptimConfig {
+                lr: 5e-6,
+                schedule: ScheduleKind::WarmupCosine,
+                warmup_ratio: 0.03,
+                ..OptimConfig::default()
+            },
+            grpo_optim: OptimConfig::default(),
+            cooloff_epochs: 3,
+        }
+    }
+}
+
+impl Validate for PipelineConfig {
+    fn validate(&self, p: &str, rules: &mut Rules) {
+        if let Err(e) = self.synth.validate() {
+            rules.check(false, &format!("{p}.synth.{}", e.key), || e.to_string());
+        }
+        self.sft_optim.validate(&format!("{p}.sft_optim"), rules);
+        self.grpo_optim.validate(&format!("{p}.grpo_optim"), rules);
+        rules.check(
+            self.cooloff_epochs >= 1,
+            &format!("{p}.cooloff_epochs"),
+            || format!("cooloff_epochs must be ≥ 1, got {}", self.cooloff_epochs),
+        );
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("writing the synthetic data set: {0}")]
+    Synth(#[from] crate::data::synth::SynthError),
+    #[error("stage {stage}: {message}")]
+    Stage {
+        stage: &'static str,
+        message: String,
+    },
+    #[error("the GRPO stage was interrupted; rerun the pipeline to continue it")]
+    Interrupted,
+    #[error("writing {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+fn stage_err(stage: &'static str) -> impl Fn(String) -> PipelineError {
+    move |message| PipelineError::Stage { stage, message }
+}
+
+/// One evaluated stage of the table.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageRow {
+    pub stage: String,
+    pub model: PathBuf,
+    pub report: EvalReport,
+    /// Wall time of the stage's training (0 for the base model) and eval.
+    pub train_seconds: f64,
+    pub eval_seconds: f64,
+}
+
+/// What the pipeline produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct PipelineSummary {
+    pub rows: Vec<StageRow>,
+    pub seconds: f64,
+    pub table: String,
+}
+
+/// Runs every stage (skipping finished ones) and returns the stage table.
+pub fn run_pipeline(
+    config: &Config,
+    device: &Device,
+    interrupt: &AtomicBool,
+) -> Result<PipelineSummary, PipelineError> {
+    let started = Instant::now();
+    let name = &config.run.name;
+    let p = &config.pipeline;
+
+    if !config.data.manifest.is_file() {
+        let dir = config
+            .data
+            .manifest
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        log::info!(
+            "pipeline: writing the synthetic data set to {}",
+            dir.display()
+        );
+        let summary = generate(&dir, &p.synth)?;
+        log::info!("{summary}");
+    }
+
+    let stage = |suffix: &str| {
+        let mut c = config.clone();
+        c.run.name = format!("{name}-{suffix}");
+        c
+    };
+    let final_of = |c: &Config| c.run.dir().join("final");
+    let mut rows = Vec::new();
+
+    // 1. SFT cold start on the manifest's rationales.
+    let mut cold = stage("cold");
+    cold.optim = p.sft_optim.clone();
+    cold.sft.mode = SftMode::ColdStart;
+    let t = Instant::now();
+    if !final_of(&cold).join("config.json").is_file() {
+        log::info!("pipeline: SFT cold start ({})", cold.run.dir().display());
+        run_sft(&cold, &Resume::Auto, device)
+            .map_err(|e| stage_err("cold start")(e.to_string()))?;
+    }
+    let cold_seconds = t.elapsed().as_secs_f64();
+    rows.push(evaluate(
+        &cold,
+        "SFT cold start",
+        final_of(&cold),
+        AnswerOrder::ThinkFirst,
+        cold_seconds,
+        device,
+    )?);
+
+    // 2. GRPO from the cold-start model.
+    let mut grpo = stage("grpo");
+    grpo.optim = p.grpo_optim.clone();
+    grpo.model.path = Some(final_of(&cold));
+    grpo.model.tokenizer = None;
+    let t = Instant::now();
+    let cooloff_data = grpo
+        .grpo
+        .rollouts_dir
+        .join(&grpo.run.name)
+        .join("cooloff.jsonl");
+    if !final_of(&grpo).join("config.json").is_file() {
+        log::info!("pipeline: GRPO ({})", grpo.run.dir().display());
+        let summary = train(&grpo, &Resume::Auto, device, interrupt)
+            .map_err(|e| stage_err("grpo")(e.to_string()))?;
+        if summary.interrupted {
+            return Err(PipelineError::Interrupted);
+        }
+    }
+    let grpo_seconds = t.elapsed().as_secs_f64();
+    rows.push(evaluate(
+        &grpo,
+        "+ GRPO",
+        final_of(&grpo),
+        AnswerOrder::ThinkFirst,
+        grpo_seconds,
+        device,
+    )?);
+
+    // 3. SFT cool-off on GRPO's correct rollouts, rating-first.
+    let mut cool = stage("cooloff");
+    cool.optim = p.sft_optim.clone();
+    cool.model.path = Some(final_of(&grpo));
+    cool.model.tokenizer = None;
+    cool.sft.mode = SftMode::CoolOff;
+    cool.sft.cooloff = Some(cooloff_data);
+    cool.sft.epochs = p.cooloff_epochs;
+    let t = Instant::now();
+    if !final_of(&cool).join("config.json").is_file() {
+        log::info!("pipeline: SFT cool-off ({})", cool.run.dir().display());
+        run_sft(&cool, &Resume::Auto, device).map_err(|e| stage_err("cool-off")(e.to_string()))?;
+    }
+    let cool_seconds = t.elapsed().as_secs_f64();
+    rows.push(evaluate(
+        &cool,
+        "+ SFT cool-off",
+        final_of(&cool),
+        AnswerOrder::RatingFirst,
+        cool_seconds,
+        device,
+    )?);
+
+    let table = stage_table(&rows);
+    let summary = PipelineSummary {
+        rows,
+        seconds: started.elapsed().as_secs_f64(),
+        table,
+    };
+    let dir = config.run.dir();
+    write(&dir.join("pipeline.md"), &summary.table)?;
+    let json = serde_json::to_string_pretty(&summary).map_err(|e| PipelineError::Stage {
+        stage: "report",
+        message: e.to_string(),
+    })?;
+    write(&dir.join("pipeline.json"), &json)?;
+    Ok(summary)
+}
+
+/// Evaluates a stage's exported model on the test split (cached in
+/// `<run dir>/eval/report.json`).
+fn evaluate(
+    stage_cfg: &Config,
+    label: &str,
+    model: PathBuf,
+    order: AnswerOrder,
+    train_seconds: f64,
+    device: &Device,
+) -> Result<StageRow, PipelineError> {
+    let dir = stage_cfg.run.dir().join("eval");
+    let cached = dir.join("report.json");
+    let t = Instant::now();
+    let report = match std::fs::read_to_string(&cached)
+        .ok()
+        .and_then(|text| serde_json::from_str::<EvalReport>(&text).ok())
+    {
+        Some(report) => report,
+        None => {
+            let mut cfg = stage_cfg.clone();
+            cfg.model.path = Some(model.clone());
+            cfg.model.tokenizer = None;
+            cfg.eval.order = order;
+            log::info!("pipeline: evaluating {label}");
+            let out = run_eval(&cfg, device).map_err(|e| stage_err("eval")(e.to_string()))?;
+            out.write(&dir)
+                .map_err(|e| stage_err("eval")(e.to_string()))?;
+            out.report
+        }
+    };
+    Ok(StageRow {
+        stage: label.to_string(),
+        model,
+        report,
+        train_seconds,
+        eval_seconds: t.elapsed().as_secs_f64(),
+    })
+}
+
+fn write(path: &Path, text: &str) -> Result<(), PipelineError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| PipelineError::Write {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    }
+    std::fs::write(path, text).map_err(|source| PipelineError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The markdown stage table: instance-level SRCC per dimension and their
+/// mean, PLCC, model-level SRCC, pairwise accuracy, format rate and exact
+/// rating accuracy, with the noise ceiling of the test set.
+pub fn stage_table(rows: &[StageRow]) -> String {
+    let fmt = |v: Option<f64>| v.map_or("–".to_string(), |x| format!("{x:.3}"));
+    let mut out = String::from(
+        "| stage | SRCC visual | SRCC dynamic | SRCC alignment | mean SRCC | mean PLCC | model SRCC | pairwise acc (w/o ties) | format | exact |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    let dim = |r: &EvalReport, d: Dimension| {
+        r.dimensions
+            .iter()
+            .find(|x| x.dimension == d)
+            .and_then(|x| x.instance.value().map(|c| c.srcc))
+    };
+    for row in rows {
+        let r = &row.report;
+        let srcc: Vec<Option<f64>> = Dimension::ALL.iter().map(|&d| dim(r, d)).collect();
+        let plcc: Vec<Option<f64>> = Dimension::ALL
+            .iter()
+            .map(|&d| {
+                r.dimensions
+                    .iter()
+                    .find(|x| x.dimension == d)
+                    .and_then(|x| x.instance.value().map(|c| c.plcc))
+            })
+            .collect();
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            row.stage,
+            fmt(srcc[0]),
+            fmt(srcc[1]),
+            fmt(srcc[2]),
+            fmt(mean(&srcc)),
+            fmt(mean(&plcc)),
+            fmt(r.overall.model_srcc),
+            fmt(r.overall.pairwise_without_ties),
+            fmt(r.overall.format_rate),
+            fmt(r.overall.exact_rating_accuracy),
+        ));
+    }
+    if let Some(ceiling) = rows
+        .first()
+        .and_then(|r| r.report.overall.noise_ceiling_srcc)
+    {
+        out.push_str(&format!(
+            "\nNoise ceiling (SRCC of the noise-free score against the MOS, test split): {ceiling:.3}\n"
+        ));
+    }
+    out
+}
+
+/// Mean over the dimensions; an undefined correlation (a judge that gives
+/// every video the same score) counts as 0 — it ranks nothing.
+fn mean(values: &[Option<f64>]) -> Option<f64> {
+    (!values.is_empty())
+        .then(|| values.iter().map(|v| v.unwrap_or(0.0)).sum::<f64>() / values.len() as f64)
+}
