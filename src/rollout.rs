@@ -249,21 +249,7 @@ pub fn left_padded_batch<'a>(
         batch.attention_mask.push(mask);
         batch.token_types.push(types);
     }
-    let videos: Vec<&VideoInput> = prompts.iter().filter_map(|p| p.video.as_ref()).collect();
-    if !videos.is_empty() {
-        batch.video = Some(VideoInput {
-            pixel_values: Tensor::cat(videos.iter().map(|v| v.pixel_values.clone()).collect(), 0),
-            grids: videos
-                .iter()
-                .flat_map(|v| v.grids.iter().cloned())
-                .collect(),
-            second_per_grid_ts: videos
-                .iter()
-                .flat_map(|v| v.second_per_grid_ts.iter().copied())
-                .collect(),
-            shared_across_rows: false,
-        });
-    }
+    batch.video = VideoInput::concat(prompts.iter().filter_map(|p| p.video.as_ref()));
     batch
 }
 

@@ -34,6 +34,26 @@ pub struct VideoInput {
     pub shared_across_rows: bool,
 }
 
+impl VideoInput {
+    /// The videos of several prompts, in order, as one input (each row of
+    /// the batch consumes its own videos).
+    pub fn concat<'a>(videos: impl IntoIterator<Item = &'a VideoInput>) -> Option<VideoInput> {
+        let videos: Vec<&VideoInput> = videos.into_iter().collect();
+        if videos.is_empty() {
+            return None;
+        }
+        Some(VideoInput {
+            pixel_values: Tensor::cat(videos.iter().map(|v| v.pixel_values.clone()).collect(), 0),
+            grids: videos.iter().flat_map(|v| v.grids.iter().copied()).collect(),
+            second_per_grid_ts: videos
+                .iter()
+                .flat_map(|v| v.second_per_grid_ts.iter().copied())
+                .collect(),
+            shared_across_rows: false,
+        })
+    }
+}
+
 /// A (possibly padded) batch of prompts.
 #[derive(Debug, Clone)]
 pub struct Batch {

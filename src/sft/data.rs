@@ -247,18 +247,7 @@ pub fn sft_tensors(
         .map(|&c| (c - 1 - start) as i64)
         .collect();
     let videos: Vec<VideoInput> = samples.iter().map(|s| s.video.to_input(device)).collect();
-    batch.video = Some(VideoInput {
-        pixel_values: Tensor::cat(videos.iter().map(|v| v.pixel_values.clone()).collect(), 0),
-        grids: videos
-            .iter()
-            .flat_map(|v| v.grids.iter().cloned())
-            .collect(),
-        second_per_grid_ts: videos
-            .iter()
-            .flat_map(|v| v.second_per_grid_ts.iter().copied())
-            .collect(),
-        shared_across_rows: false,
-    });
+    batch.video = VideoInput::concat(&videos);
     let tokens = samples.iter().map(|s| s.ids.len()).sum();
     SftTensors {
         batch,
