@@ -9,7 +9,9 @@ pub mod checkpoint;
 pub mod config;
 pub mod jsonl;
 pub mod logging;
+pub mod plot;
 pub mod progress;
+pub mod raster;
 pub mod rng;
 pub mod schedule;
 

@@ -139,7 +139,7 @@ fn repeated_cache_rows_decode_like_the_original() {
         .decode_hidden(&completions[0], &[true], &mut cache, &device)
         .unwrap();
     let three = model
-        .decode_hidden(&vec![completions[0][0]; 3], &[true; 3], &mut group, &device)
+        .decode_hidden(&[completions[0][0]; 3], &[true; 3], &mut group, &device)
         .unwrap();
     let one = one.try_into_vec_as::<f32>().unwrap();
     let three = three.try_into_vec_as::<f32>().unwrap();
