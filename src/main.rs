@@ -117,6 +117,11 @@ enum Command {
         #[arg(long, default_value = "no")]
         resume: vgrpo::checkpoint::Resume,
     },
+    /// Draw every metric of RUN_DIR/metrics.jsonl into RUN_DIR/metrics.png.
+    Plot {
+        /// A run directory (runs/<name>).
+        run_dir: PathBuf,
+    },
     /// Judge the test split with `[model]`: SRCC/PLCC/KRCC, pairwise
     /// accuracy, format rate; writes `<run dir>/eval/report.{json,md}` and
     /// `predictions.jsonl`.
@@ -343,6 +348,10 @@ fn run(command: Command) -> anyhow::Result<()> {
                 summary.seconds,
                 summary.final_dir.display()
             );
+        }
+        Command::Plot { run_dir } => {
+            let path = vgrpo::plot::plot_run(&run_dir)?;
+            println!("{}", path.display());
         }
         Command::Eval(args) => {
             let cfg = args.load()?;

@@ -201,3 +201,95 @@ fn run_resumes_exactly_and_exports_a_loadable_model() {
         "training moved the weights"
     );
 }
+
+#[test]
+fn cool_off_trains_rating_first_answers_joined_to_the_manifest() {
+    use vgrpo::cooloff::{CoolOffRow, Provenance};
+    use vgrpo::eval::report::Metric;
+    use vgrpo::eval::{EvalConfig, EvalData, evaluate};
+    let tmp = tempfile::tempdir().unwrap();
+    let manifest_path = write_dataset(&tmp.path().join("data"));
+    let manifest = Manifest::load(&manifest_path).unwrap();
+    let scale = MosScale::default();
+    // Two harvested answers for the same train row, one for another.
+    let rows: Vec<CoolOffRow> = ["v5-visual", "v5-visual", "v5-dynamic"]
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let row = manifest.rows.iter().find(|r| r.id == *id).unwrap();
+            let label = scale.rating(row.mos);
+            CoolOffRow::new(
+                "Judge it.",
+                format!("{}<think>the square looks fine</think>", label.word()),
+                Provenance {
+                    id: row.id.clone(),
+                    video: row.video.clone(),
+                    dimension: row.dimension,
+                    label,
+                    reward: 1.5,
+                    step: 1,
+                    group: i as u64,
+                    sample: 0,
+                },
+            )
+        })
+        .collect();
+    let items = vgrpo::sft::data::cooloff_items(&manifest, &rows, scale).unwrap();
+    assert_eq!(items.len(), 3);
+    assert_eq!(items[0].row, items[1].row);
+    assert!(items[0].answer.starts_with(items[0].rating.word()));
+    let mut bad = rows.clone();
+    bad[2].id = "nope".into();
+    let err = vgrpo::sft::data::cooloff_items(&manifest, &bad, scale).unwrap_err();
+    assert!(err.to_string().contains("row 3 (\"nope\")"), "{err}");
+
+    let cooloff = tmp.path().join("cooloff.jsonl");
+    let mut w = vgrpo::jsonl::JsonlWriter::create(&cooloff).unwrap();
+    for r in &rows {
+        w.append(r).unwrap();
+    }
+    let text = format!(
+        "[run]\nname = \"cool\"\nout_dir = \"{}\"\n[data]\nmanifest = \"{}\"\n\
+         [optim]\nlr = 3e-3\nweight_decay = 0.0\n\
+         [sft]\nmode = \"cool-off\"\ncooloff = \"{}\"\nbatch = 3\nepochs = 4\n",
+        tmp.path().join("runs").display(),
+        manifest_path.display(),
+        cooloff.display()
+    );
+    let cfg = vgrpo::config::from_str(Path::new("c.toml"), &text, &[]).unwrap();
+    let device = Device::flex();
+    let summary = run_sft(&cfg, &Resume::No, &device).unwrap();
+    assert_eq!((summary.steps, summary.items), (4, 3));
+    let m = metrics(&summary.run_dir);
+    assert!(m[3].loss < m[0].loss, "{m:?}");
+
+    // The cool-off model is judged rating-first.
+    let loaded = load_model(
+        &ModelConfig {
+            path: Some(summary.final_dir),
+            tokenizer: None,
+        },
+        0,
+        &device,
+    )
+    .unwrap();
+    let eval = EvalConfig {
+        order: AnswerOrder::RatingFirst,
+        max_new_tokens: 8,
+        ..EvalConfig::default()
+    };
+    let data = EvalData::split(manifest, scale, &eval).unwrap();
+    let spec = InputSpec::new(&loaded.model.config, &VideoConfig::default());
+    let out = evaluate(
+        &loaded.model,
+        &loaded.tokenizer,
+        &spec,
+        &data,
+        &eval,
+        "cool",
+        &device,
+    )
+    .unwrap();
+    assert_eq!(out.predictions.len(), 6);
+    assert!(matches!(out.report.dimensions[0].answers, Metric::Value(_)));
+}
