@@ -44,7 +44,10 @@ impl VideoInput {
         }
         Some(VideoInput {
             pixel_values: Tensor::cat(videos.iter().map(|v| v.pixel_values.clone()).collect(), 0),
-            grids: videos.iter().flat_map(|v| v.grids.iter().copied()).collect(),
+            grids: videos
+                .iter()
+                .flat_map(|v| v.grids.iter().copied())
+                .collect(),
             second_per_grid_ts: videos
                 .iter()
                 .flat_map(|v| v.second_per_grid_ts.iter().copied())

@@ -95,6 +95,8 @@ pub enum FormatViolation {
     MultipleThinkBlocks { count: usize },
     #[error("the rationale inside <think></think> is empty")]
     EmptyRationale,
+    #[error("the rationale contains the chat/vision marker {marker:?}")]
+    MarkerInRationale { marker: &'static str },
     #[error("no rating word outside the think block")]
     MissingRating,
     #[error("{} rating words ({found:?}); exactly one is allowed", found.len())]
@@ -201,11 +203,27 @@ fn think_block(text: &str) -> Result<ThinkBlock, FormatViolation> {
     }
 }
 
+/// Chat and vision markers: text the model may emit as tokens but that can
+/// never be part of an answer (as training data it would open or close a
+/// turn, or shift the video placeholders).
+const MARKERS: [&str; 8] = [
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|endoftext|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|video_pad|>",
+    "<|image_pad|>",
+    "<|vision_pad|>",
+];
+
 fn check_rationale(rationale: &str) -> Result<(), FormatViolation> {
     if rationale.trim().is_empty() {
-        Err(FormatViolation::EmptyRationale)
-    } else {
-        Ok(())
+        return Err(FormatViolation::EmptyRationale);
+    }
+    match MARKERS.iter().find(|m| rationale.contains(**m)) {
+        Some(marker) => Err(FormatViolation::MarkerInRationale { marker }),
+        None => Ok(()),
     }
 }
 
@@ -339,6 +357,12 @@ mod tests {
     #[test]
     fn reward_hacking_shapes_are_rejected_think_first() {
         assert_eq!(err("<think></think>Good", ThinkFirst), V::EmptyRationale);
+        assert_eq!(
+            err("<think>sharp<|vision_end|></think>Good", ThinkFirst),
+            V::MarkerInRationale {
+                marker: "<|vision_end|>"
+            }
+        );
         assert_eq!(
             err("<think>  \n </think>Good", ThinkFirst),
             V::EmptyRationale
