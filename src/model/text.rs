@@ -90,25 +90,25 @@ impl Attention {
             }
             None => (k, v),
         };
-        // GQA: each K/V head serves `rep` query heads.
+        // GQA without copying K/V: the `rep` query heads that share a K/V
+        // head are stacked along the query axis, so one matmul per K/V head
+        // serves them all (heads are K/V-major: query head h uses K/V head
+        // h / rep). q [B, nh, T, hd] → [B, nkv, rep·T, hd].
         let rep = self.num_heads / self.num_kv_heads;
-        let expand = |y: Tensor<4>| {
-            let [b, n, s, d] = y.dims();
-            if rep == 1 {
-                y
-            } else {
-                y.unsqueeze_dim::<5>(2)
-                    .expand([b, n, rep, s, d])
-                    .reshape([b, n * rep, s, d])
-            }
+        let q = q.reshape([b, self.num_kv_heads, rep * t, self.head_dim]);
+        // The mask's rows follow the stacked queries (rep-major, t-minor).
+        let mask = if rep == 1 {
+            mask
+        } else {
+            mask.repeat_dim(2, rep)
         };
-        let (k, v) = (expand(k), expand(v));
         let scale = (self.head_dim as f64).powf(-0.5);
         // Scores, mask and softmax in f32 (the mask holds f32::MIN).
         let scores = to_f32(q.matmul(k.swap_dims(2, 3))).mul_scalar(scale) + mask;
         let dtype = v.dtype();
-        let out = softmax_f32(scores, 3, dtype).matmul(v); // [B, heads, T, hd]
+        let out = softmax_f32(scores, 3, dtype).matmul(v); // [B, nkv, rep·T, hd]
         let out = out
+            .reshape([b, self.num_heads, t, self.head_dim])
             .swap_dims(1, 2)
             .reshape([b, t, self.num_heads * self.head_dim]);
         self.o_proj.forward(out)
