@@ -390,6 +390,7 @@ impl<M: Module> GradAccumulator<M> {
 mod tests {
     use super::*;
     use crate::config::Rules;
+    use burn::module::ParamId;
     use burn::tensor::{Device, TensorData};
 
     /// Two parameters, so "global" and "per tensor" differ.
@@ -407,6 +408,11 @@ mod tests {
     }
 
     /// loss = a·ca + b·cb, so the gradients are exactly ca and cb.
+    /// The gradient of parameter `id` as host values.
+    fn grad_values(g: &GradientsParams, id: ParamId) -> Vec<f32> {
+        g.get::<1>(id).unwrap().into_data().try_to_vec().unwrap()
+    }
+
     fn grads_of(model: &Two, ca: [f32; 2], cb: [f32; 1], device: &Device) -> GradientsParams {
         let ca = Tensor::<1>::from_data(TensorData::from(ca), device);
         let cb = Tensor::<1>::from_data(TensorData::from(cb), device);
@@ -439,18 +445,7 @@ mod tests {
         assert!((norm - 5.0).abs() < 1e-6, "{norm}");
         assert!(clip_to_norm(&m, &mut g, norm, 1.0));
         let coef = 1.0 / (5.0 + CLIP_EPS);
-        let ga: Vec<f32> = g
-            .get::<1>(m.a.id)
-            .unwrap()
-            .into_data()
-            .try_to_vec()
-            .unwrap();
-        let gb: Vec<f32> = g
-            .get::<1>(m.b.id)
-            .unwrap()
-            .into_data()
-            .try_to_vec()
-            .unwrap();
+        let (ga, gb) = (grad_values(&g, m.a.id), grad_values(&g, m.b.id));
         assert!((f64::from(ga[0]) - 3.0 * coef).abs() < 1e-7);
         assert_eq!(ga[1], 0.0);
         assert!((f64::from(gb[0]) - 4.0 * coef).abs() < 1e-7);
@@ -539,18 +534,7 @@ mod tests {
         assert_eq!(acc.micro_batches(), 2);
         let g = acc.take();
         assert_eq!(acc.micro_batches(), 0);
-        let ga: Vec<f32> = g
-            .get::<1>(m.a.id)
-            .unwrap()
-            .into_data()
-            .try_to_vec()
-            .unwrap();
-        let gb: Vec<f32> = g
-            .get::<1>(m.b.id)
-            .unwrap()
-            .into_data()
-            .try_to_vec()
-            .unwrap();
+        let (ga, gb) = (grad_values(&g, m.a.id), grad_values(&g, m.b.id));
         assert_eq!(ga, vec![1.5, 1.0]);
         assert_eq!(gb, vec![4.0]);
     }
