@@ -280,3 +280,35 @@ fn a_killed_run_resumes_to_the_same_result() {
         "cool-off rows duplicated or lost"
     );
 }
+
+#[test]
+fn refill_draws_more_batches_when_groups_have_equal_rewards() {
+    let tmp = tempfile::tempdir().unwrap();
+    let manifest = dataset(&tmp.path().join("data"));
+    let text = config_text(tmp.path(), &manifest, "refill", 2)
+        + "zero_std = \"refill\"\nrefill_batches = 2\n";
+    let cfg = config::from_str(Path::new("refill.toml"), &text, &[]).unwrap();
+    train(
+        &cfg,
+        &Resume::No,
+        &Device::default(),
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    let run = tmp.path().join("runs/refill");
+    let rows = metrics(&run);
+    // The untrained tiny model never writes a well-formed answer, so every
+    // group's rewards are equal: each step draws all 1 + 2 batches, then
+    // trains on its first batch (logged), and reports what it drew.
+    for r in &rows {
+        assert_eq!(r.prompts, 2);
+        assert_eq!(r.frac_reward_zero_std, 1.0);
+    }
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run.join("checkpoints/step_000002/train_state.json")).unwrap(),
+    )
+    .unwrap();
+    // 2 steps × 3 batches × 2 prompts = 12 of the 18 training rows.
+    assert_eq!(state["data"]["position"], 12);
+    assert_eq!(state["data"]["epoch"], 0);
+}

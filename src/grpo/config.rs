@@ -29,9 +29,12 @@ pub enum ZeroStd {
     /// Keep them with A = 0: they still carry the KL term.
     #[default]
     Keep,
-    /// Leave them out of the update (DAPO's dynamic sampling without the
-    /// refill: the step trains on fewer rollouts).
+    /// Leave them out of the update: the step trains on fewer rollouts.
     Filter,
+    /// Leave them out and draw further batches until `prompts_per_step`
+    /// groups with distinct rewards are collected (DAPO's dynamic
+    /// sampling), at most `refill_batches` more per step.
+    Refill,
 }
 
 /// How the loss is aggregated, as written in the config.
@@ -85,6 +88,8 @@ pub struct GrpoConfig {
     /// Rollouts per optimizer update; 0 = all of the step's rollouts.
     pub mini_batch_size: usize,
     pub zero_std: ZeroStd,
+    /// Extra batches a step may draw with `zero_std = "refill"`.
+    pub refill_batches: usize,
     /// Freeze the vision tower (train the decoder only).
     pub freeze_vision: bool,
     /// The reference model: a HF directory; unset = the starting actor.
@@ -122,6 +127,7 @@ impl Default for GrpoConfig {
             ppo_epochs: 1,
             mini_batch_size: 0,
             zero_std: ZeroStd::Keep,
+            refill_batches: 2,
             freeze_vision: false,
             reference: None,
             save_every: 10,

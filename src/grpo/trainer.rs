@@ -113,6 +113,7 @@ pub struct TrainSummary {
 }
 
 /// One rollout with its reward, ready for the update.
+#[derive(Clone)]
 struct Scored {
     rollout: Rollout,
     /// Index of its prompt in the step's batch.
@@ -239,58 +240,136 @@ pub fn train(
         let step = state.step + 1;
         let epoch = loader.cursor().epoch;
 
-        // Data: decoded on worker threads, usually ready already.
-        let t = Instant::now();
-        let (examples, failed) = loader.next_batch();
-        for e in &failed {
-            log::warn!("skipping a video: {e}");
-        }
-        if examples.is_empty() {
-            return Err(TrainError::EmptyBatch { step });
-        }
-        timing.data = t.elapsed().as_secs_f64();
-
-        // gen: G rollouts per prompt from the current policy.
-        let t = Instant::now();
+        // gen + reward, batch by batch: one batch, or with `zero_std =
+        // "refill"` more batches until `p` groups with distinct rewards are
+        // collected (DAPO's dynamic sampling), at most `refill_batches` more.
         let policy = actor.valid();
-        let prompts: Vec<GroupPrompt> = examples
-            .iter()
-            .enumerate()
-            .map(|(i, e)| GroupPrompt {
-                group: (step - 1) * p as u64 + i as u64,
-                ids: e.prompt_ids.iter().map(|&id| i64::from(id)).collect(),
-                video: Some(e.video.to_input(device)),
-            })
-            .collect();
-        let base = Rng::new(state.rng.rollout.next_u64());
-        let (rollouts, gen_stats) =
-            generate(&policy, &prompts, &rollout_cfg, &tokens, &base, device)?;
-        timing.generate = t.elapsed().as_secs_f64();
-
-        // reward: parse every completion, R = R_acc + λ·R_fmt.
-        let t = Instant::now();
         let reward_cfg = g.reward();
         let g_size = g.group_size;
-        let scored: Vec<Scored> = rollouts
-            .into_iter()
-            .enumerate()
-            .map(|(i, rollout)| {
-                let prompt = i / g_size;
-                let label = scale.rating(examples[prompt].row.mos);
-                let text = completion_text(&tokenizer, &rollout)?;
-                let judged = judge_completion(&text, AnswerOrder::ThinkFirst, label, &reward_cfg);
-                Ok(Scored {
-                    prompt,
-                    label,
-                    acc: judged.reward.acc,
-                    fmt: judged.reward.fmt,
-                    reward: judged.reward.total,
-                    answer: judged.answer.ok(),
-                    rollout,
+        let mut examples: Vec<Example> = Vec::with_capacity(p);
+        let mut prompts: Vec<GroupPrompt> = Vec::with_capacity(p);
+        let mut scored: Vec<Scored> = Vec::with_capacity(p * g_size);
+        let (mut failed_videos, mut generated_tokens) = (0, 0);
+        let (mut drawn_groups, mut zero_std_groups) = (0usize, 0usize);
+        // Refill mode: the first batch as drawn, used when no batch had a
+        // group with distinct rewards (a fresh policy that never scores).
+        let mut first_draw: Option<(Vec<Example>, Vec<GroupPrompt>, Vec<Scored>)> = None;
+        let draws = match g.zero_std {
+            ZeroStd::Refill => 1 + g.refill_batches,
+            ZeroStd::Keep | ZeroStd::Filter => 1,
+        };
+        for draw in 0..draws {
+            // Data: decoded on worker threads, usually ready already.
+            let t = Instant::now();
+            let (batch, failed) = loader.next_batch();
+            for e in &failed {
+                log::warn!("skipping a video: {e}");
+            }
+            failed_videos += failed.len();
+            timing.data += t.elapsed().as_secs_f64();
+            if batch.is_empty() {
+                continue;
+            }
+
+            // gen: G rollouts per prompt from the current policy. Group ids
+            // (which seed the rollouts) are unique over the run: refill
+            // draws number after all first draws.
+            let t = Instant::now();
+            let first = match draw {
+                0 => (step - 1) * p as u64,
+                d => {
+                    g.steps * p as u64
+                        + ((step - 1) * g.refill_batches as u64 + d as u64 - 1) * p as u64
+                }
+            };
+            let batch_prompts: Vec<GroupPrompt> = batch
+                .iter()
+                .enumerate()
+                .map(|(i, e)| GroupPrompt {
+                    group: first + i as u64,
+                    ids: e.prompt_ids.iter().map(|&id| i64::from(id)).collect(),
+                    video: Some(e.video.to_input(device)),
                 })
-            })
-            .collect::<Result<_, TrainError>>()?;
-        timing.reward = t.elapsed().as_secs_f64();
+                .collect();
+            let base = Rng::new(state.rng.rollout.next_u64());
+            let (rollouts, gen_stats) = generate(
+                &policy,
+                &batch_prompts,
+                &rollout_cfg,
+                &tokens,
+                &base,
+                device,
+            )?;
+            generated_tokens += gen_stats.generated_tokens;
+            timing.generate += t.elapsed().as_secs_f64();
+
+            // reward: parse every completion, R = R_acc + λ·R_fmt.
+            let t = Instant::now();
+            let batch_scored: Vec<Scored> = rollouts
+                .into_iter()
+                .enumerate()
+                .map(|(i, rollout)| {
+                    let prompt = i / g_size;
+                    let label = scale.rating(batch[prompt].row.mos);
+                    let text = completion_text(&tokenizer, &rollout)?;
+                    let judged =
+                        judge_completion(&text, AnswerOrder::ThinkFirst, label, &reward_cfg);
+                    Ok(Scored {
+                        prompt,
+                        label,
+                        acc: judged.reward.acc,
+                        fmt: judged.reward.fmt,
+                        reward: judged.reward.total,
+                        answer: judged.answer.ok(),
+                        rollout,
+                    })
+                })
+                .collect::<Result<_, TrainError>>()?;
+            timing.reward += t.elapsed().as_secs_f64();
+
+            if g.zero_std == ZeroStd::Refill && first_draw.is_none() {
+                first_draw = Some((batch.clone(), batch_prompts.clone(), batch_scored.clone()));
+            }
+            // Keep the batch's groups (all, or the informative ones).
+            let mut groups: Vec<Vec<Scored>> = (0..batch.len()).map(|_| Vec::new()).collect();
+            for s in batch_scored {
+                groups[s.prompt].push(s);
+            }
+            for ((example, prompt), group) in batch.into_iter().zip(batch_prompts).zip(groups) {
+                drawn_groups += 1;
+                let constant = group.iter().all(|s| s.reward == group[0].reward);
+                zero_std_groups += usize::from(constant);
+                let keep = g.zero_std != ZeroStd::Refill || (!constant && prompts.len() < p);
+                if keep {
+                    let index = prompts.len();
+                    examples.push(example);
+                    prompts.push(prompt);
+                    scored.extend(group.into_iter().map(|s| Scored { prompt: index, ..s }));
+                }
+            }
+            if prompts.len() >= p {
+                break;
+            }
+        }
+        if prompts.is_empty()
+            && let Some((e, pr, sc)) = first_draw.take()
+        {
+            log::warn!(
+                "step {step}: no group had distinct rewards in {draws} batches; training on the \
+                 first batch (every advantage is 0: only the KL term moves the policy)"
+            );
+            (examples, prompts, scored) = (e, pr, sc);
+        }
+        if prompts.is_empty() {
+            return Err(TrainError::EmptyBatch { step });
+        }
+        if g.zero_std == ZeroStd::Refill && prompts.len() < p {
+            log::warn!(
+                "step {step}: only {} of {p} groups had distinct rewards after {} refill batches",
+                prompts.len(),
+                g.refill_batches
+            );
+        }
 
         // Teacher-forcing inputs: each rollout after its own prompt.
         let row_prompts: Vec<&GroupPrompt> = scored.iter().map(|s| &prompts[s.prompt]).collect();
@@ -342,7 +421,7 @@ pub fn train(
         };
         let adv = group_advantages(&rewards, g_size, &g.advantage())?;
         let mut update_rows: Vec<usize> = match g.zero_std {
-            ZeroStd::Keep => all_rows.clone(),
+            ZeroStd::Keep | ZeroStd::Refill => all_rows.clone(),
             ZeroStd::Filter => all_rows
                 .iter()
                 .copied()
@@ -438,15 +517,15 @@ pub fn train(
             step,
             epoch,
             &examples,
-            failed.len(),
+            failed_videos,
             &scored,
             &rewards,
-            adv.frac_reward_zero_std,
+            zero_std_groups as f32 / drawn_groups.max(1) as f32,
             &acc,
             lr,
             g.max_new_tokens,
             cooloff_rows,
-            gen_stats.generated_tokens as f64 / timing.generate.max(1e-9),
+            generated_tokens as f64 / timing.generate.max(1e-9),
         );
         state.step = step;
         state.data = loader.cursor();
