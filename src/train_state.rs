@@ -117,6 +117,10 @@ pub struct TrainState {
     pub metrics_len: u64,
     /// Committed byte length of `cooloff.jsonl`.
     pub cooloff_len: u64,
+    /// Committed byte length of `rollouts.jsonl` (when every rollout is
+    /// logged; absent in older checkpoints).
+    #[serde(default)]
+    pub rollouts_len: u64,
     /// Non-finite updates skipped in a row just before this checkpoint.
     pub consecutive_non_finite: u32,
     /// Non-finite updates skipped over the whole run.
@@ -134,6 +138,7 @@ impl TrainState {
             data: Cursor::default(),
             metrics_len: 0,
             cooloff_len: 0,
+            rollouts_len: 0,
             consecutive_non_finite: 0,
             total_non_finite: 0,
         }

@@ -178,33 +178,27 @@ fn resuming_in_process_reproduces_the_straight_run() {
     let manifest = dataset(&tmp.path().join("data"));
     let device = Device::default();
     let stop = AtomicBool::new(false);
-    train(
-        &config(tmp.path(), &manifest, "straight", 4),
-        &Resume::No,
-        &device,
-        &stop,
-    )
-    .unwrap();
+    // Every rollout is logged too, so its log is checked across the resume.
+    let logged = |name: &str, steps: u64| {
+        let text = config_text(tmp.path(), &manifest, name, steps) + "log_rollouts = true\n";
+        config::from_str(Path::new("logged.toml"), &text, &[]).unwrap()
+    };
+    train(&logged("straight", 4), &Resume::No, &device, &stop).unwrap();
     // Two steps, then a resume that continues to four.
-    train(
-        &config(tmp.path(), &manifest, "split", 2),
-        &Resume::No,
-        &device,
-        &stop,
-    )
-    .unwrap();
-    train(
-        &config(tmp.path(), &manifest, "split", 4),
-        &Resume::Auto,
-        &device,
-        &stop,
-    )
-    .unwrap();
+    train(&logged("split", 2), &Resume::No, &device, &stop).unwrap();
+    train(&logged("split", 4), &Resume::Auto, &device, &stop).unwrap();
     let (a, b) = (
         tmp.path().join("runs/straight"),
         tmp.path().join("runs/split"),
     );
     assert_eq!(metrics(&a), metrics(&b));
+    let rollouts = |run: &Path| std::fs::read_to_string(run.join("rollouts.jsonl")).unwrap();
+    assert_eq!(rollouts(&a), rollouts(&b), "rollout logs differ");
+    assert_eq!(
+        rollouts(&a).lines().count(),
+        4 * 2 * 4,
+        "steps × prompts × G rows"
+    );
     assert_eq!(weights(&a), weights(&b), "final weights differ");
     let ca = std::fs::read(tmp.path().join("rollouts/straight/cooloff.jsonl")).unwrap();
     let cb = std::fs::read(tmp.path().join("rollouts/split/cooloff.jsonl")).unwrap();

@@ -102,6 +102,9 @@ pub struct GrpoConfig {
     pub max_nonfinite: u32,
     /// Directory of the cool-off data (`<dir>/<run>/cooloff.jsonl`).
     pub rollouts_dir: PathBuf,
+    /// Also write every rollout of every step, with its reward and
+    /// advantage, to `<run dir>/rollouts.jsonl` (for inspection).
+    pub log_rollouts: bool,
 }
 
 impl Default for GrpoConfig {
@@ -134,6 +137,7 @@ impl Default for GrpoConfig {
             keep_last: 2,
             max_nonfinite: 3,
             rollouts_dir: "rollouts".into(),
+            log_rollouts: false,
         }
     }
 }

@@ -78,3 +78,23 @@ impl StepMetrics {
         }
     }
 }
+
+/// One line of `rollouts.jsonl` (`grpo.log_rollouts = true`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RolloutRow {
+    pub step: u64,
+    pub group: u64,
+    pub sample: usize,
+    /// Manifest row id.
+    pub id: String,
+    pub dimension: crate::data::Dimension,
+    pub label: crate::data::Rating,
+    /// The completion without its stop token.
+    pub text: String,
+    pub tokens: usize,
+    pub finish: crate::rollout::FinishReason,
+    pub acc: f32,
+    pub fmt: f32,
+    pub reward: f32,
+    pub advantage: f32,
+}

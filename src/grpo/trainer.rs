@@ -17,7 +17,7 @@ use super::advantage::group_advantages;
 use super::config::{KlPlacement, ZeroStd};
 use super::kl_reward::{penalise_rewards, sequence_kl};
 use super::loss::{PolicyLossInputs, policy_loss};
-use super::metrics::{StageSeconds, StepMetrics};
+use super::metrics::{RolloutRow, StageSeconds, StepMetrics};
 use crate::checkpoint::{CheckpointDir, Resume};
 use crate::config::Config;
 use crate::cooloff::{CoolOffRow, Provenance};
@@ -215,8 +215,18 @@ pub fn train(
 
     let cooloff_path = g.rollouts_dir.join(&config.run.name).join("cooloff.jsonl");
     let resumed = start.is_some();
-    let mut metrics_log = open_log(&metrics_path, resumed, state.metrics_len)?;
-    let mut cooloff_log = open_log(&cooloff_path, resumed, state.cooloff_len)?;
+    let mut logs = RunLogs {
+        metrics: open_log(&metrics_path, resumed, state.metrics_len)?,
+        cooloff: open_log(&cooloff_path, resumed, state.cooloff_len)?,
+        rollouts: match g.log_rollouts {
+            true => Some(open_log(
+                &run_dir.join("rollouts.jsonl"),
+                resumed,
+                state.rollouts_len,
+            )?),
+            false => None,
+        },
+    };
 
     let schedule = config.optim.to_schedule();
     let rollout_cfg = g.rollout();
@@ -509,8 +519,29 @@ pub fn train(
                     sample: s.rollout.sample,
                 },
             );
-            cooloff_log.append(&row)?;
+            logs.cooloff.append(&row)?;
             cooloff_rows += 1;
+        }
+
+        if let Some(log) = &mut logs.rollouts {
+            for (i, s) in scored.iter().enumerate() {
+                let e = &examples[s.prompt];
+                log.append(&RolloutRow {
+                    step,
+                    group: s.rollout.group,
+                    sample: s.rollout.sample,
+                    id: e.row.id.clone(),
+                    dimension: e.row.dimension,
+                    label: s.label,
+                    text: completion_text(&tokenizer, &s.rollout)?,
+                    tokens: s.rollout.tokens.len(),
+                    finish: s.rollout.finish,
+                    acc: s.acc,
+                    fmt: s.fmt,
+                    reward: s.reward,
+                    advantage: adv.values[i],
+                })?;
+            }
         }
 
         let metrics = step_metrics(
@@ -535,7 +566,7 @@ pub fn train(
 
         // save_checkpoint (periodic and final). The row goes into the log
         // first, so the checkpoint commits it.
-        metrics_log.append(&metrics)?;
+        logs.metrics.append(&metrics)?;
         if step == g.steps || (g.save_every > 0 && step.is_multiple_of(g.save_every)) {
             let t = Instant::now();
             save(
@@ -544,8 +575,7 @@ pub fn train(
                 &config_json,
                 &optimizer,
                 &mut state,
-                &mut metrics_log,
-                &mut cooloff_log,
+                &mut logs,
             )?;
             log::debug!(
                 "step {step}: checkpoint written in {:.2}s",
@@ -568,8 +598,7 @@ pub fn train(
             &config_json,
             &optimizer,
             &mut state,
-            &mut metrics_log,
-            &mut cooloff_log,
+            &mut logs,
         )?;
     }
     let final_dir = if interrupted {
@@ -596,13 +625,9 @@ fn save(
     config_json: &str,
     optimizer: &Optimizer,
     state: &mut TrainState,
-    metrics_log: &mut JsonlWriter,
-    cooloff_log: &mut JsonlWriter,
+    logs: &mut RunLogs,
 ) -> Result<(), TrainError> {
-    metrics_log.sync()?;
-    cooloff_log.sync()?;
-    state.metrics_len = metrics_log.len();
-    state.cooloff_len = cooloff_log.len();
+    logs.commit(state)?;
     let snapshot = Snapshot {
         actor,
         model_config_json: config_json,
@@ -611,6 +636,28 @@ fn save(
     };
     checkpoints.save(state.step, |dir| train_state::save(dir, &snapshot))?;
     Ok(())
+}
+
+/// The append-only files of a run, committed together with a checkpoint.
+struct RunLogs {
+    metrics: JsonlWriter,
+    cooloff: JsonlWriter,
+    rollouts: Option<JsonlWriter>,
+}
+
+impl RunLogs {
+    /// Syncs every log and records its length in the state.
+    fn commit(&mut self, state: &mut TrainState) -> Result<(), TrainError> {
+        self.metrics.sync()?;
+        self.cooloff.sync()?;
+        state.metrics_len = self.metrics.len();
+        state.cooloff_len = self.cooloff.len();
+        if let Some(log) = &mut self.rollouts {
+            log.sync()?;
+            state.rollouts_len = log.len();
+        }
+        Ok(())
+    }
 }
 
 /// A fresh log, or the resumed one cut back to its committed length.
