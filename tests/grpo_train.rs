@@ -306,3 +306,35 @@ fn refill_draws_more_batches_when_groups_have_equal_rewards() {
     assert_eq!(state["data"]["position"], 12);
     assert_eq!(state["data"]["epoch"], 0);
 }
+
+#[test]
+fn mini_batches_and_several_epochs_update_per_chunk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let manifest = dataset(&tmp.path().join("data"));
+    // 2 prompts × G = 4 = 8 rollouts per step, shuffled into mini-batches
+    // of 2 (each padded only to its own longest completion), μ = 2 passes.
+    let text =
+        config_text(tmp.path(), &manifest, "mini", 2) + "mini_batch_size = 2\nppo_epochs = 2\n";
+    // Long enough completions that some rows stop early and the
+    // mini-batches differ in width.
+    let sets = ["grpo.max_new_tokens=96".to_string()];
+    let cfg = config::from_str(Path::new("mini.toml"), &text, &sets).unwrap();
+    train(
+        &cfg,
+        &Resume::No,
+        &Device::default(),
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    let rows = metrics(&tmp.path().join("runs/mini"));
+    assert_eq!(rows.len(), 2);
+    for r in &rows {
+        // 8 rollouts / 2 per mini-batch × 2 passes.
+        assert_eq!((r.updates, r.skipped_updates), (8, 0));
+        assert!(r.grad_norm.is_finite());
+    }
+    assert!(
+        rows.iter().any(|r| r.response_length_clip_ratio < 1.0),
+        "no rollout stopped early: the test would not exercise ragged mini-batches"
+    );
+}

@@ -456,7 +456,8 @@ pub fn train(
                 let mask = bool_mask(&cb.completion_mask, &train_device);
                 let log_probs = token_log_probs(logits.clone(), targets, 1.0);
                 let entropy = masked_mean(token_entropy(logits.detach(), 1.0), mask.clone());
-                let pick = |all: &Tensor<2>| select_rows(all, rows, &train_device);
+                let [_, width] = log_probs.dims();
+                let pick = |all: &Tensor<2>| select_rows(all, rows, width, &train_device);
                 let old = match &old_all {
                     Some(old) if !on_policy => pick(old),
                     _ => log_probs.clone().detach(),
@@ -685,17 +686,18 @@ fn bool_mask(mask: &[Vec<bool>], device: &Device) -> Tensor<2, Bool> {
     Tensor::from_data(TensorData::new(flat, [rows, width]), device)
 }
 
-/// Rows `rows` of a `[B, T]` tensor, moved to `device`.
-fn select_rows(all: &Tensor<2>, rows: &[usize], device: &Device) -> Tensor<2> {
-    let [_, width] = all.dims();
+/// Rows `rows` of a `[B, T]` tensor of the whole step, cut to the first
+/// `width` columns (a mini-batch is padded only to its own longest
+/// completion; completions are right-padded, so the columns line up), moved
+/// to `device`.
+fn select_rows(all: &Tensor<2>, rows: &[usize], width: usize, device: &Device) -> Tensor<2> {
     let index: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
     let index = Tensor::<1, burn::tensor::Int>::from_data(
         TensorData::new(index, [rows.len()]),
         &all.device(),
     );
-    let picked = all.clone().select(0, index);
-    let data = picked.into_data();
-    Tensor::<2>::from_data(data, device).reshape([rows.len(), width])
+    let picked = all.clone().select(0, index).narrow(1, 0, width);
+    Tensor::<2>::from_data(picked.into_data(), device)
 }
 
 fn scalar(t: Tensor<1>) -> f32 {
@@ -791,5 +793,25 @@ fn step_metrics(
         cooloff_rows,
         tokens_per_s,
         timing: StageSeconds::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn select_rows_picks_rows_and_cuts_to_the_mini_batch_width() {
+        // The step's [3, 4] log-probs; a mini-batch of rows 2 and 0 whose
+        // longest completion is 2 tokens.
+        let device = Device::default();
+        let all = Tensor::<2>::from_data(
+            TensorData::new((0..12).map(|v| v as f32).collect::<Vec<_>>(), [3, 4]),
+            &device,
+        );
+        let picked = select_rows(&all, &[2, 0], 2, &device);
+        assert_eq!(picked.dims(), [2, 2]);
+        let values: Vec<f32> = picked.try_into_vec_as::<f32>().unwrap();
+        assert_eq!(values, vec![8.0, 9.0, 0.0, 1.0]);
     }
 }
