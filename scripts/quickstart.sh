@@ -7,5 +7,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-cargo build --release
-exec target/release/vgrpo pipeline --config configs/quickstart.toml "$@"
+exec cargo run --release --quiet -- pipeline --config configs/quickstart.toml "$@"
