@@ -97,6 +97,16 @@ pub struct Rollout {
     pub finish: FinishReason,
 }
 
+impl Rollout {
+    /// The generated tokens without the stop token: the completion's text.
+    pub fn body(&self) -> &[u32] {
+        match self.finish {
+            FinishReason::Stop => &self.tokens[..self.tokens.len().saturating_sub(1)],
+            FinishReason::Length => &self.tokens,
+        }
+    }
+}
+
 /// Counters that show the work the engine did (and prove prefix sharing).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct RolloutStats {
@@ -337,12 +347,8 @@ pub fn judge_video(
     rollouts
         .into_iter()
         .map(|r| {
-            let body = match r.finish {
-                FinishReason::Stop => &r.tokens[..r.tokens.len() - 1],
-                FinishReason::Length => &r.tokens[..],
-            };
             let text = tok
-                .decode(body, false)
+                .decode(r.body(), false)
                 .map_err(|e| model_err(ModelError::Input(e.to_string())))?;
             let parsed = crate::text::parse_answer(&text, AnswerOrder::ThinkFirst);
             Ok(RolloutReport {

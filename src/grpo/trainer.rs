@@ -36,8 +36,8 @@ use crate::progress::Progress;
 use crate::reward::judge_completion;
 use crate::rng::Rng;
 use crate::rollout::{FinishReason, GroupPrompt, Rollout, Tokens, generate, left_padded_batch};
+use crate::text::AnswerOrder;
 use crate::text::prompt::user_prompt;
-use crate::text::{AnswerOrder, Tokenizer};
 use crate::train_state::{self, Snapshot, TrainState};
 use burn::module::Module;
 use burn::optim::GradientsParams;
@@ -124,6 +124,8 @@ struct Scored {
     reward: f32,
     /// The well-formed answer, when the completion parsed.
     answer: Option<crate::text::Answer>,
+    /// The completion without its stop token.
+    text: String,
 }
 
 /// Runs (or resumes) GRPO as `config` describes. `interrupt` is polled
@@ -321,7 +323,7 @@ pub fn train(
                 .map(|(i, rollout)| {
                     let prompt = i / g_size;
                     let label = scale.rating(batch[prompt].row.mos);
-                    let text = completion_text(&tokenizer, &rollout)?;
+                    let text = tokenizer.decode(rollout.body(), false)?;
                     let judged =
                         judge_completion(&text, AnswerOrder::ThinkFirst, label, &reward_cfg);
                     Ok(Scored {
@@ -331,6 +333,7 @@ pub fn train(
                         fmt: judged.reward.fmt,
                         reward: judged.reward.total,
                         answer: judged.answer.ok(),
+                        text,
                         rollout,
                     })
                 })
@@ -534,7 +537,7 @@ pub fn train(
                     id: e.row.id.clone(),
                     dimension: e.row.dimension,
                     label: s.label,
-                    text: completion_text(&tokenizer, &s.rollout)?,
+                    text: s.text.clone(),
                     tokens: s.rollout.tokens.len(),
                     finish: s.rollout.finish,
                     acc: s.acc,
@@ -668,15 +671,6 @@ fn open_log(path: &Path, resumed: bool, committed: u64) -> Result<JsonlWriter, T
     } else {
         JsonlWriter::create(path)?
     })
-}
-
-/// The completion as text, without its stop token.
-fn completion_text(tokenizer: &Tokenizer, rollout: &Rollout) -> Result<String, TrainError> {
-    let body = match rollout.finish {
-        FinishReason::Stop => &rollout.tokens[..rollout.tokens.len().saturating_sub(1)],
-        FinishReason::Length => &rollout.tokens[..],
-    };
-    Ok(tokenizer.decode(body, false)?)
 }
 
 fn bool_mask(mask: &[Vec<bool>], device: &Device) -> Tensor<2, Bool> {
