@@ -70,8 +70,9 @@ impl InputSpec {
                 Arch::Qwen25Vl => ChatTemplate::Qwen25Vl,
                 Arch::Qwen3Vl => ChatTemplate::Qwen3Vl,
             },
+            // SlowFast plans sizes in this model's token cells.
+            video: video.for_model_token_side(factor as u32),
             processor,
-            video: video.clone(),
         }
     }
 }

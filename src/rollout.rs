@@ -305,7 +305,7 @@ pub fn judge_video(
         generation_prompt,
     } = query;
     let spec = InputSpec::new(&loaded.model.config, video);
-    let clip = crate::video::load_clip(video_path, video)?;
+    let clip = crate::video::load_clip(video_path, &spec.video)?;
     let host = prepare_video(&clip, &spec)?;
     let tok = &loaded.tokenizer;
     let ids = judge_prompt(

@@ -7,6 +7,7 @@ use burn::module::Param;
 use burn::tensor::{Device, Tensor};
 use vgrpo::model::check::Reference;
 use vgrpo::model::logprob::{CompletionBatch, completion_logprobs};
+use vgrpo::model::vision::PatchMerger;
 use vgrpo::model::{Batch, ModelError, QwenVl};
 
 fn fixture(arch: &str) -> PathBuf {
@@ -264,4 +265,70 @@ fn bf16_compute_gives_gradients_to_f32_parameters() {
             .weight
             .id
     );
+}
+
+/// Autodiff gradients equal finite differences of the loss, for parameters
+/// along the whole path a judgement's signal takes: the patch projection and
+/// the merger of the vision tower (so a training signal really reaches the
+/// pixels' features) and a decoder projection. The check is directional:
+/// along the unit gradient direction `d`, `(L(θ + εd) − L(θ − εd)) / 2ε`
+/// must equal `|∇L|`.
+#[test]
+fn gradients_match_finite_differences() {
+    type Pick = fn(&mut QwenVl) -> &mut Param<Tensor<2>>;
+    let picks: [(&str, Pick); 4] = [
+        ("visual.patch_embed.proj", |m| {
+            &mut m.model.visual.patch_embed.proj.weight
+        }),
+        ("visual.merger.linear_fc1", |m| {
+            match &mut m.model.visual.merger {
+                PatchMerger::Qwen3(merger) => &mut merger.linear_fc1.weight,
+                PatchMerger::Qwen25(_) => unreachable!("a Qwen3-VL fixture"),
+            }
+        }),
+        ("visual.merger.linear_fc2", |m| {
+            match &mut m.model.visual.merger {
+                PatchMerger::Qwen3(merger) => &mut merger.linear_fc2.weight,
+                PatchMerger::Qwen25(_) => unreachable!("a Qwen3-VL fixture"),
+            }
+        }),
+        ("language_model.layers.0.self_attn.v_proj", |m| {
+            &mut m.model.language_model.layers[0].self_attn.v_proj.weight
+        }),
+    ];
+    let plain = Device::default();
+    let dir = fixture("qwen3_vl");
+    let reference = Reference::read(&dir.join("reference_batch.safetensors")).unwrap();
+    let loss_of = |model: &QwenVl, device: &Device| {
+        let (prompt, completions) = split(&reference, device, 4);
+        let input = CompletionBatch::new(&prompt, &completions, 0).unwrap();
+        completion_logprobs(model, &input, 1.0, device)
+            .unwrap()
+            .sum()
+            .neg()
+    };
+    let ad = plain.clone().autodiff();
+    let mut trained = QwenVl::from_hf_dir(&dir, &ad).unwrap();
+    let grads = loss_of(&trained, &ad).backward();
+    for (name, pick) in picks {
+        let g = pick(&mut trained).val().grad(&grads).expect("gradient");
+        let g = Tensor::<2>::from_data(g.into_data(), &plain);
+        let norm = g.clone().square().sum().into_scalar::<f32>().sqrt();
+        let eps = 1e-2f32;
+        let dir_ = g.div_scalar(norm);
+        let shifted = |sign: f32| {
+            let mut model = QwenVl::from_hf_dir(&dir, &plain).unwrap();
+            let p = pick(&mut model);
+            let moved = p.val().add(dir_.clone().mul_scalar(sign * eps));
+            *p = Param::from_tensor(moved);
+            loss_of(&model, &plain).into_scalar::<f32>()
+        };
+        let numeric = (shifted(1.0) - shifted(-1.0)) / (2.0 * eps);
+        let rel = (numeric - norm).abs() / norm;
+        eprintln!("{name}: |grad| {norm:.4e}, finite difference {numeric:.4e}, rel {rel:.2e}");
+        assert!(
+            norm > 0.0 && rel < 0.05,
+            "{name}: |grad| {norm} vs {numeric}"
+        );
+    }
 }

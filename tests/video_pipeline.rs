@@ -97,13 +97,18 @@ fn sizes_follow_the_plan_and_the_budget_holds() {
                 (f.frame.width, f.frame.height),
                 (grid.width(), grid.height())
             );
-            assert_eq!(f.frame.width % 28, 0);
-            assert_eq!(f.frame.height % 28, 0);
+            assert_eq!(f.frame.width % config.token_side, 0);
+            assert_eq!(f.frame.height % config.token_side, 0);
         }
     }
-    // 128x96 source: the slow size never exceeds the source on the 28 grid
-    // (round(128/28) = 5 cells, round(96/28) = 3 cells).
+    // 128x96 source: the slow size never exceeds the source on the token
+    // grid: Qwen3-VL's 32-pixel cells give exactly 4x3; Qwen2.5-VL's 28-pixel
+    // cells round(128/28) = 5 by round(96/28) = 3.
     let big = load_clip(&path, &VideoConfig::default()).unwrap();
+    assert_eq!((big.plan.slow.cols, big.plan.slow.rows), (4, 3));
+    assert_eq!((big.plan.slow.width(), big.plan.slow.height()), (128, 96));
+    let qwen25 = VideoConfig::default().for_model_token_side(28);
+    let big = load_clip(&path, &qwen25).unwrap();
     assert_eq!((big.plan.slow.cols, big.plan.slow.rows), (5, 3));
     // Too small a budget is an error naming the numbers.
     let tiny = VideoConfig {

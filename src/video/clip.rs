@@ -127,7 +127,7 @@ pub struct FrameRow {
     pub similarity: Option<f64>,
     pub width: u32,
     pub height: u32,
-    /// This frame's share of the visual tokens: `(w/28)(h/28)/2`.
+    /// This frame's share of the visual tokens: `(w/c)(h/c)/2`.
     pub tokens: f64,
 }
 
@@ -139,7 +139,7 @@ pub struct FramesReport {
     pub frames: Vec<FrameRow>,
     pub slow_frames: usize,
     pub fast_frames: usize,
-    /// Visual tokens of the clip, `ceil(Σ (w/28)(h/28) / 2)`.
+    /// Visual tokens of the clip, `ceil(Σ (w/c)(h/c) / 2)`.
     pub tokens: usize,
     pub token_budget: usize,
 }
@@ -158,7 +158,10 @@ impl FramesReport {
                 similarity: decision.similarity,
                 width: selected.frame.width,
                 height: selected.frame.height,
-                tokens: f64::from((selected.frame.width / 28) * (selected.frame.height / 28)) / 2.0,
+                tokens: f64::from(
+                    (selected.frame.width / clip.plan.slow.side)
+                        * (selected.frame.height / clip.plan.slow.side),
+                ) / 2.0,
             })
             .collect();
         let slow_frames = frames.iter().filter(|f| f.kind == FrameKind::Slow).count();

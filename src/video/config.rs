@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::probe::DecodeLimits;
 use super::sample::SamplingPlan;
-use super::slowfast::TokenBudget;
+use super::slowfast::{QWEN3_VL_TOKEN_SIDE, TokenBudget};
 
 /// Video input settings. Every field has a default, unknown keys are
 /// errors, and [`validate`](VideoConfig::validate) checks the rules.
@@ -21,7 +21,8 @@ pub struct VideoConfig {
     /// A frame is fast when its patch similarity to the latest slow frame
     /// exceeds this (paper: 0.90).
     pub slowfast_threshold: f32,
-    /// Most visual tokens per clip, `ceil(Σ (w/28)(h/28) / 2)` over frames.
+    /// Most visual tokens per clip, `ceil(Σ (w/c)(h/c) / 2)` over frames,
+    /// `c` the model's token side (see `token_side`).
     pub token_budget: usize,
     /// A fast frame's share of a slow frame's tokens (Keye-VL: about 0.3).
     pub fast_token_ratio: f32,
@@ -35,6 +36,12 @@ pub struct VideoConfig {
     pub queue_depth: usize,
     /// FFmpeg threads per decoder.
     pub decode_threads: usize,
+    /// Pixels per side of one visual token: the model's patch size × spatial
+    /// merge. Not a config key — it belongs to the model, and
+    /// [`VideoConfig::for_model_token_side`] sets it where the model is known
+    /// (`InputSpec`); the default is the embedded Qwen3-VL's 32.
+    #[serde(skip)]
+    pub token_side: u32,
 }
 
 impl Default for VideoConfig {
@@ -51,6 +58,7 @@ impl Default for VideoConfig {
             workers: 2,
             queue_depth: 4,
             decode_threads: 1,
+            token_side: QWEN3_VL_TOKEN_SIDE,
         }
     }
 }
@@ -98,13 +106,13 @@ impl VideoConfig {
         if !(self.fast_token_ratio > 0.0 && self.fast_token_ratio <= 1.0) {
             return Err(rule("fast_token_ratio", "in (0, 1]", self.fast_token_ratio));
         }
-        // Every frame needs at least one 28x28 cell; two frames share a token.
+        // Every frame needs at least one token cell; two frames share a token.
         let least = self.max_frames.div_ceil(2);
         if self.token_budget < least {
             return Err(rule(
                 "token_budget",
                 format!(
-                    ">= {least} so each of max_frames = {} frames gets one 28x28 cell",
+                    ">= {least} so each of max_frames = {} frames gets one token cell",
                     self.max_frames
                 ),
                 self.token_budget,
@@ -140,6 +148,16 @@ impl VideoConfig {
         TokenBudget {
             max_tokens: self.token_budget,
             fast_ratio: f64::from(self.fast_token_ratio),
+            token_side: self.token_side,
+        }
+    }
+
+    /// These settings for a model whose visual tokens are `token_side`
+    /// pixels wide (patch size × spatial merge).
+    pub fn for_model_token_side(&self, token_side: u32) -> VideoConfig {
+        VideoConfig {
+            token_side,
+            ..self.clone()
         }
     }
 
@@ -190,7 +208,7 @@ mod tests {
         assert_eq!(
             bad(|c| c.token_budget = 31),
             "video.token_budget must be >= 32 so each of max_frames = 64 frames gets one \
-             28x28 cell, got 31"
+             token cell, got 31"
         );
         assert_eq!(
             bad(|c| c.slowfast_threshold = 1.5),

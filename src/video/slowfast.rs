@@ -29,20 +29,21 @@
 //! similarity is the mean of `s` over the 64 patches.
 //!
 //! ## Sizes and tokens
-//! Token count of one frame of `w`x`h` pixels (both multiples of 28), as
-//! Qwen2-VL/2.5-VL/3-VL count it: 14x14 patches, 2x2 spatially merged, so
-//! `(w/28)·(h/28)` merged patches; the temporal patch spans 2 frames, so a
-//! frame costs half of that. Total visual tokens of a clip:
+//! Token count of one frame of `w`x`h` pixels, both multiples of the token
+//! side `c` = patch size × spatial merge (Qwen2-VL/2.5-VL: 14·2 = 28,
+//! Qwen3-VL: 16·2 = 32): `(w/c)·(h/c)` merged patches; the temporal patch
+//! spans 2 frames, so a frame costs half of that. Total visual tokens of a
+//! clip:
 //!
 //! ```text
-//! tokens = ceil( Σ_frames (w_i/28)·(h_i/28) / 2 )
+//! tokens = ceil( Σ_frames (w_i/c)·(h_i/c) / 2 )
 //! ```
 //!
 //! Slow frames share one size, fast frames another. The fast grid is the
 //! slow grid scaled by `sqrt(fast_ratio)` per side (rounded, at least one
 //! cell, at most the slow grid), so a fast frame costs about `fast_ratio`
 //! (Keye-VL: ≈30%) of a slow one. The slow grid is the largest one with the
-//! source's aspect ratio (on the 28-pixel grid, and no larger than the
+//! source's aspect ratio (on the token grid, and no larger than the
 //! source rounded to that grid) whose total fits the budget.
 
 use super::frame::{Frame, FrameKind};
@@ -52,8 +53,10 @@ use super::resize::{ResizeError, resize};
 pub const THUMB_SIDE: u32 = 112;
 /// Side of a comparison patch (the vision encoder's patch size).
 pub const PATCH_SIDE: u32 = 14;
-/// Pixels per side of one visual token (14-pixel patches merged 2x2).
-pub const TOKEN_SIDE: u32 = 28;
+/// Pixels per side of one visual token of Qwen3-VL (16-pixel patches
+/// merged 2x2), the embedded default model's family. Other families set
+/// their own side through [`TokenBudget::token_side`].
+pub const QWEN3_VL_TOKEN_SIDE: u32 = 32;
 /// Per-value stabiliser of the patch similarity (see module docs).
 const STABILISER_PER_VALUE: f64 = 0.04;
 
@@ -183,23 +186,28 @@ pub struct TokenBudget {
     pub max_tokens: usize,
     /// A fast frame's share of a slow frame's tokens, in `(0, 1]`.
     pub fast_ratio: f64,
+    /// Pixels per side of one visual token: the model's patch size × spatial
+    /// merge.
+    pub token_side: u32,
 }
 
-/// A frame size in 28-pixel token cells.
+/// A frame size in token cells of `side` pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Grid {
     pub cols: u32,
     pub rows: u32,
+    /// Pixels per side of one cell ([`TokenBudget::token_side`]).
+    pub side: u32,
 }
 
 impl Grid {
     pub fn width(self) -> u32 {
-        self.cols * TOKEN_SIDE
+        self.cols * self.side
     }
     pub fn height(self) -> u32 {
-        self.rows * TOKEN_SIDE
+        self.rows * self.side
     }
-    /// Merged patches of one frame of this size, `(w/28)·(h/28)`.
+    /// Merged patches of one frame of this size, `(w/c)·(h/c)`.
     pub fn cells(self) -> usize {
         self.cols as usize * self.rows as usize
     }
@@ -222,15 +230,19 @@ pub struct SizePlan {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum BudgetError {
     #[error(
-        "a token budget of {budget} cannot hold {frames} frames: even 28x28 frames need {needed}"
+        "a token budget of {budget} cannot hold {frames} frames: even {side}x{side} frames \
+         need {needed}"
     )]
     TooSmall {
         budget: usize,
         frames: usize,
+        side: u32,
         needed: usize,
     },
     #[error("fast_ratio must be in (0, 1], got {0}")]
     BadRatio(f64),
+    #[error("the token side (patch size × spatial merge) must be non-zero")]
+    ZeroTokenSide,
     #[error("source size {width}x{height} must be non-zero")]
     EmptySource { width: u32, height: u32 },
 }
@@ -243,6 +255,7 @@ pub fn fast_grid(slow: Grid, ratio: f64) -> Grid {
     Grid {
         cols: side(slow.cols),
         rows: side(slow.rows),
+        side: slow.side,
     }
 }
 
@@ -261,24 +274,33 @@ pub fn plan_sizes(
     if !(budget.fast_ratio > 0.0 && budget.fast_ratio <= 1.0) {
         return Err(BudgetError::BadRatio(budget.fast_ratio));
     }
+    let side = budget.token_side;
+    if side == 0 {
+        return Err(BudgetError::ZeroTokenSide);
+    }
     let aspect = f64::from(height) / f64::from(width);
-    let max_cols = (f64::from(width) / f64::from(TOKEN_SIDE)).round().max(1.0) as u32;
-    let max_rows = (f64::from(height) / f64::from(TOKEN_SIDE)).round().max(1.0) as u32;
+    let max_cols = (f64::from(width) / f64::from(side)).round().max(1.0) as u32;
+    let max_rows = (f64::from(height) / f64::from(side)).round().max(1.0) as u32;
     // Walk down the width; the height follows the aspect ratio. Tall frames
     // are bounded by max_rows, so the walk also covers them.
     for cols in (1..=max_cols).rev() {
         let rows = ((f64::from(cols) * aspect).round() as u32).clamp(1, max_rows);
-        let slow = Grid { cols, rows };
+        let slow = Grid { cols, rows, side };
         let fast = fast_grid(slow, budget.fast_ratio);
         let tokens = clip_tokens(slow_frames, slow, fast_frames, fast);
         if tokens <= budget.max_tokens {
             return Ok(SizePlan { slow, fast, tokens });
         }
     }
-    let one = Grid { cols: 1, rows: 1 };
+    let one = Grid {
+        cols: 1,
+        rows: 1,
+        side,
+    };
     Err(BudgetError::TooSmall {
         budget: budget.max_tokens,
         frames: slow_frames + fast_frames,
+        side,
         needed: clip_tokens(slow_frames, one, fast_frames, one),
     })
 }
@@ -293,6 +315,15 @@ mod tests {
             width: 56,
             height: 56,
             rgb: [r, g, b].repeat(56 * 56),
+        }
+    }
+
+    /// A grid of Qwen2.5-VL's 28-pixel cells (the hand checks below).
+    fn g(cols: u32, rows: u32) -> Grid {
+        Grid {
+            cols,
+            rows,
+            side: 28,
         }
     }
 
@@ -370,24 +401,21 @@ mod tests {
 
     #[test]
     fn token_formula_by_hand() {
-        let slow = Grid { cols: 8, rows: 6 }; // 224x168, 48 cells
-        let fast = Grid { cols: 4, rows: 3 }; // 12 cells
+        let slow = g(8, 6); // 224x168, 48 cells
+        let fast = g(4, 3); // 12 cells
         // (2·48 + 5·12) / 2 = 78; odd sums round up.
         assert_eq!(clip_tokens(2, slow, 5, fast), 78);
-        assert_eq!(clip_tokens(1, slow, 1, Grid { cols: 1, rows: 1 }), 25);
+        assert_eq!(clip_tokens(1, slow, 1, g(1, 1)), 25);
         assert_eq!(slow.width(), 224);
         assert_eq!(slow.height(), 168);
     }
 
     #[test]
     fn fast_grid_is_about_thirty_percent() {
-        let g = fast_grid(Grid { cols: 16, rows: 12 }, 0.3);
+        let fast = fast_grid(g(16, 12), 0.3);
         // sqrt(0.3) = 0.5477: 16 -> 8.76 -> 9, 12 -> 6.57 -> 7.
-        assert_eq!(g, Grid { cols: 9, rows: 7 });
-        assert_eq!(
-            fast_grid(Grid { cols: 1, rows: 1 }, 0.3),
-            Grid { cols: 1, rows: 1 }
-        );
+        assert_eq!(fast, g(9, 7));
+        assert_eq!(fast_grid(g(1, 1), 0.3), g(1, 1));
     }
 
     #[test]
@@ -395,6 +423,7 @@ mod tests {
         let budget = TokenBudget {
             max_tokens: 200,
             fast_ratio: 0.3,
+            token_side: 28,
         };
         // 640x480 source: up to 23x17 cells; 2 slow + 6 fast frames.
         let plan = plan_sizes(640, 480, 2, 6, &budget).unwrap();
@@ -403,12 +432,35 @@ mod tests {
         // (96 + 72)/2 = 84 fits; cols 12 -> rows 9 (108), fast 7x5 (35):
         // (216 + 210)/2 = 213 does not; cols 11 -> rows 8 (88), fast 6x4
         // (24): (176 + 144)/2 = 160 fits.
-        assert_eq!(plan.slow, Grid { cols: 11, rows: 8 });
-        assert_eq!(plan.fast, Grid { cols: 6, rows: 4 });
+        assert_eq!(plan.slow, g(11, 8));
+        assert_eq!(plan.fast, g(6, 4));
         assert_eq!(plan.tokens, 160);
         // One more column would not fit.
-        let bigger = Grid { cols: 12, rows: 9 };
+        let bigger = g(12, 9);
         assert!(clip_tokens(2, bigger, 6, fast_grid(bigger, 0.3)) > 200);
+    }
+
+    #[test]
+    fn token_side_follows_the_model() {
+        // Qwen3-VL's 32-pixel cells: a 96x64 source is exactly 3x2 cells, so
+        // with the whole ratio every frame keeps its size: 16 frames cost
+        // 16·6/2 = 48 tokens. On Qwen2.5-VL's 28-pixel grid the same source
+        // rounds to 3x2 cells of 84x56.
+        let budget = |token_side| TokenBudget {
+            max_tokens: 2048,
+            fast_ratio: 1.0,
+            token_side,
+        };
+        let plan = plan_sizes(96, 64, 2, 14, &budget(32)).unwrap();
+        assert_eq!((plan.slow.width(), plan.slow.height()), (96, 64));
+        assert_eq!(plan.fast, plan.slow);
+        assert_eq!(plan.tokens, 48);
+        let plan = plan_sizes(96, 64, 2, 14, &budget(28)).unwrap();
+        assert_eq!((plan.slow.width(), plan.slow.height()), (84, 56));
+        assert_eq!(
+            plan_sizes(96, 64, 1, 0, &budget(0)),
+            Err(BudgetError::ZeroTokenSide)
+        );
     }
 
     #[test]
@@ -421,6 +473,7 @@ mod tests {
                         let budget = TokenBudget {
                             max_tokens,
                             fast_ratio: 0.3,
+                            token_side: 28,
                         };
                         match plan_sizes(w, h, slow, frames - slow, &budget) {
                             Ok(p) => {
@@ -445,6 +498,7 @@ mod tests {
         let budget = TokenBudget {
             max_tokens: 3,
             fast_ratio: 0.3,
+            token_side: 28,
         };
         let err = plan_sizes(640, 480, 2, 8, &budget).unwrap_err();
         assert_eq!(
@@ -452,6 +506,7 @@ mod tests {
             BudgetError::TooSmall {
                 budget: 3,
                 frames: 10,
+                side: 28,
                 needed: 5
             }
         );
@@ -463,7 +518,8 @@ mod tests {
                 0,
                 &TokenBudget {
                     max_tokens: 9,
-                    fast_ratio: 0.0
+                    fast_ratio: 0.0,
+                    token_side: 28,
                 }
             ),
             Err(BudgetError::BadRatio(_))
