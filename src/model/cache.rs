@@ -2,18 +2,89 @@
 //! same parameters serve training (no cache) and rollouts (cache).
 //!
 //! The cache has a fixed capacity; appending past it is an error, never a
-//! silent slide of the window. It also remembers which cached keys are real
-//! tokens (left padding of a batch is not), which the attention mask needs.
+//! silent slide of the window. Each layer's keys and values live in buffers
+//! of that capacity, allocated at the first write and written in place
+//! (`slice_assign` on a uniquely owned buffer copies only the new tokens):
+//! a decode step costs O(new tokens), not a copy of the whole cache as
+//! growing it by concatenation would. Attention reads the filled prefix as
+//! a strided view, without copying it. The cache also remembers which
+//! cached keys are real tokens (left padding of a batch is not), which the
+//! attention mask needs.
 
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::error::{ModelError, Result};
 
-/// Keys and values of one decoder layer: `[batch, kv_heads, cached, head_dim]`.
+/// Keys and values of one decoder layer, in buffers of the cache's capacity
+/// whose first `len` token positions hold the cached tokens (the rest is
+/// unused, zeros):
+/// - `keys` `[batch, kv_heads, head_dim, capacity]`: stored transposed, so
+///   the attention scores `q · Kᵀ` read the filled prefix with unit stride
+///   along the tokens (about twice as fast on the CPU backend as a
+///   transposed view of `[.., capacity, head_dim]`, and bit-identical);
+/// - `values` `[batch, kv_heads, capacity, head_dim]`.
 #[derive(Debug, Clone)]
 pub struct LayerKv {
     pub keys: Tensor<4>,
     pub values: Tensor<4>,
+    /// Filled token positions.
+    pub len: usize,
+}
+
+impl LayerKv {
+    /// The filled prefix: keys `[batch, kv_heads, head_dim, len]`
+    /// (transposed) and values `[batch, kv_heads, len, head_dim]`, as views
+    /// that share the buffers.
+    pub fn filled(&self) -> (Tensor<4>, Tensor<4>) {
+        let [b, h, d, _] = self.keys.dims();
+        let n = self.len;
+        (
+            self.keys.clone().slice([0..b, 0..h, 0..d, 0..n]),
+            self.values.clone().slice([0..b, 0..h, 0..n, 0..d]),
+        )
+    }
+}
+
+/// One layer's slot in a [`KvCache`], handed to its attention.
+pub(crate) struct LayerSlot<'a> {
+    kv: &'a mut Option<LayerKv>,
+    capacity: usize,
+}
+
+impl LayerSlot<'_> {
+    /// Writes the step's `keys`/`values` `[batch, kv_heads, new, head_dim]`
+    /// after the cached ones and returns all of them: keys transposed,
+    /// `[batch, kv_heads, head_dim, cached + new]`, and values `[batch,
+    /// kv_heads, cached + new, head_dim]` (views of the cache's buffers).
+    ///
+    /// The buffers are allocated at the first write. They are written in
+    /// place as long as nothing else holds them: the returned views must be
+    /// dropped before the next step (attention does), or that step's write
+    /// copies the buffer first (still correct, only slower).
+    pub(crate) fn append(&mut self, keys: Tensor<4>, values: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
+        let [b, h, t, d] = keys.dims();
+        let (buf_k, buf_v, start) = match self.kv.take() {
+            Some(prev) => (prev.keys, prev.values, prev.len),
+            None => {
+                let opts = (&keys.device(), keys.dtype());
+                (
+                    Tensor::zeros([b, h, d, self.capacity], opts),
+                    Tensor::zeros([b, h, self.capacity, d], opts),
+                    0,
+                )
+            }
+        };
+        // `KvCache::begin_step` has checked the capacity.
+        let end = start + t;
+        let kv = LayerKv {
+            keys: buf_k.slice_assign([0..b, 0..h, 0..d, start..end], keys.swap_dims(2, 3)),
+            values: buf_v.slice_assign([0..b, 0..h, start..end, 0..d], values),
+            len: end,
+        };
+        let filled = kv.filled();
+        *self.kv = Some(kv);
+        filled
+    }
 }
 
 /// The cache of all decoder layers plus the per-row key validity.
@@ -83,6 +154,14 @@ impl KvCache {
         Ok(())
     }
 
+    /// Layer `i`'s slot, for its attention.
+    pub(crate) fn layer(&mut self, i: usize) -> LayerSlot<'_> {
+        LayerSlot {
+            kv: &mut self.layers[i],
+            capacity: self.capacity,
+        }
+    }
+
     /// Key validity `[batch][cached]` including the current step.
     pub(crate) fn key_valid(&self) -> &[Vec<bool>] {
         &self.key_valid
@@ -104,9 +183,12 @@ impl KvCache {
                 .layers
                 .iter()
                 .map(|layer| {
+                    // [batch, ..] → [batch·times, ..] (keys and values alike):
+                    // fresh buffers, so every row keeps its own room to grow.
                     layer.as_ref().map(|kv| LayerKv {
                         keys: kv.keys.clone().select(0, index.clone()),
                         values: kv.values.clone().select(0, index.clone()),
+                        len: kv.len,
                     })
                 })
                 .collect(),

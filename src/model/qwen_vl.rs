@@ -389,7 +389,7 @@ impl QwenVl {
                     embeds,
                     &rotary,
                     mask,
-                    Some(&mut cache.layers),
+                    Some(cache),
                     deepstack.as_ref(),
                 )
             }
@@ -442,7 +442,7 @@ impl QwenVl {
         Ok(self
             .model
             .language_model
-            .forward(embeds, &rotary, mask, Some(&mut cache.layers), None))
+            .forward(embeds, &rotary, mask, Some(cache), None))
     }
 
     /// `hidden [..., H] -> logits [..., V]` (tied head: the embedding matrix).

@@ -7,7 +7,7 @@ use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, Linear};
 use burn::tensor::{Device, Int, Tensor};
 
-use super::cache::LayerKv;
+use super::cache::{KvCache, LayerSlot};
 use super::config::{Activation, TextConfig};
 use super::layers::{RmsNorm, activate, apply_rotary, linear, softmax_f32, to_f32};
 
@@ -43,14 +43,16 @@ impl Attention {
         }
     }
 
-    /// `x [B, T, H]`, rotary `[B, 1, T, hd]`, mask `[B, 1, T, S]` where `S`
-    /// counts cached plus new keys. Appends the new keys/values to `cache`.
+    /// `x [B, T, H]`, rotary `[B, 1, T, hd]`, mask `[B, 1, rep·T, S]` (the
+    /// `[B, 1, T, S]` mask repeated for the `rep` query heads per K/V head,
+    /// see [`stack_mask`]) where `S` counts cached plus new keys. Writes the
+    /// new keys/values into `cache`.
     fn forward(
         &self,
         x: Tensor<3>,
         rotary: &(Tensor<4>, Tensor<4>),
         mask: Tensor<4>,
-        cache: Option<&mut Option<LayerKv>>,
+        cache: Option<LayerSlot<'_>>,
     ) -> Tensor<3> {
         let [b, t, _] = x.dims();
         let heads = |proj: &Linear, n: usize, norm: &Option<RmsNorm>| {
@@ -73,38 +75,24 @@ impl Attention {
             sin.clone(),
         );
         let v = heads(&self.v_proj, self.num_kv_heads, &None);
-        let (k, v) = match cache {
-            Some(slot) => {
-                let (k, v) = match slot.take() {
-                    Some(prev) => (
-                        Tensor::cat(vec![prev.keys, k], 2),
-                        Tensor::cat(vec![prev.values, v], 2),
-                    ),
-                    None => (k, v),
-                };
-                *slot = Some(LayerKv {
-                    keys: k.clone(),
-                    values: v.clone(),
-                });
-                (k, v)
-            }
-            None => (k, v),
+        // Keys transposed, kᵀ [B, nkv, hd, S], and values v [B, nkv, S, hd],
+        // where S = T without a cache and cached + T with one (then views of
+        // the cache's buffers, dropped at the end of this call).
+        let (k_t, v) = match cache {
+            Some(mut slot) => slot.append(k, v),
+            None => (k.swap_dims(2, 3), v),
         };
         // GQA without copying K/V: the `rep` query heads that share a K/V
         // head are stacked along the query axis, so one matmul per K/V head
         // serves them all (heads are K/V-major: query head h uses K/V head
-        // h / rep). q [B, nh, T, hd] → [B, nkv, rep·T, hd].
+        // h / rep). q [B, nh, T, hd] → [B, nkv, rep·T, hd]; the mask's rows
+        // already follow the stacked queries (rep-major, t-minor).
         let rep = self.num_heads / self.num_kv_heads;
         let q = q.reshape([b, self.num_kv_heads, rep * t, self.head_dim]);
-        // The mask's rows follow the stacked queries (rep-major, t-minor).
-        let mask = if rep == 1 {
-            mask
-        } else {
-            mask.repeat_dim(2, rep)
-        };
         let scale = (self.head_dim as f64).powf(-0.5);
-        // Scores, mask and softmax in f32 (the mask holds f32::MIN).
-        let scores = to_f32(q.matmul(k.swap_dims(2, 3))).mul_scalar(scale) + mask;
+        // Scores [B, nkv, rep·T, S], mask and softmax in f32 (the mask holds
+        // f32::MIN).
+        let scores = to_f32(q.matmul(k_t)).mul_scalar(scale) + mask;
         let dtype = v.dtype();
         let out = softmax_f32(scores, 3, dtype).matmul(v); // [B, nkv, rep·T, hd]
         let out = out
@@ -112,6 +100,17 @@ impl Attention {
             .swap_dims(1, 2)
             .reshape([b, t, self.num_heads * self.head_dim]);
         self.o_proj.forward(out)
+    }
+}
+
+/// The attention mask `[B, 1, T, S]` with its query rows repeated for the
+/// query heads stacked per K/V head: `[B, 1, rep·T, S]` (rep-major, t-minor).
+fn stack_mask(mask: Tensor<4>, attn: &Attention) -> Tensor<4> {
+    let rep = attn.num_heads / attn.num_kv_heads;
+    if rep == 1 {
+        mask
+    } else {
+        mask.repeat_dim(2, rep)
     }
 }
 
@@ -155,7 +154,7 @@ impl DecoderLayer {
         x: Tensor<3>,
         rotary: &(Tensor<4>, Tensor<4>),
         mask: Tensor<4>,
-        cache: Option<&mut Option<LayerKv>>,
+        cache: Option<LayerSlot<'_>>,
     ) -> Tensor<3> {
         let h = x.clone()
             + self
@@ -211,20 +210,25 @@ impl TextModel {
     }
 
     /// Runs the decoder on `embeds [B, T, H]`; returns the final-normed
-    /// hidden states `[B, T, H]`. `cache` (one slot per layer) receives the
-    /// new keys/values.
+    /// hidden states `[B, T, H]`. `cache` receives the new keys/values
+    /// (its key validity must already include them: `KvCache::begin_step`).
     pub fn forward(
         &self,
         embeds: Tensor<3>,
         rotary: &(Tensor<4>, Tensor<4>),
         mask: Tensor<4>,
-        mut cache: Option<&mut [Option<LayerKv>]>,
+        mut cache: Option<&mut KvCache>,
         deepstack: Option<&DeepStack>,
     ) -> Tensor<3> {
         let [b, t, h] = embeds.dims();
         let mut x = embeds;
+        // Built once for all layers.
+        let mask = match self.layers.first() {
+            Some(layer) => stack_mask(mask, &layer.self_attn),
+            None => mask,
+        };
         for (i, layer) in self.layers.iter().enumerate() {
-            let slot = cache.as_deref_mut().map(|c| &mut c[i]);
+            let slot = cache.as_deref_mut().map(|c| c.layer(i));
             x = layer.forward(x, rotary, mask.clone(), slot);
             if let Some(ds) = deepstack
                 && let Some(features) = ds.features.get(i)
