@@ -7,7 +7,7 @@ use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, Linear};
 use burn::tensor::{Device, Int, Tensor};
 
-use super::cache::{KvCache, LayerSlot};
+use super::cache::{KvCache, LayerSlot, StepKv};
 use super::config::{Activation, TextConfig};
 use super::layers::{RmsNorm, activate, apply_rotary, linear, softmax_f32, to_f32};
 
@@ -75,12 +75,17 @@ impl Attention {
             sin.clone(),
         );
         let v = heads(&self.v_proj, self.num_kv_heads, &None);
-        // Keys transposed, kᵀ [B, nkv, hd, S], and values v [B, nkv, S, hd],
-        // where S = T without a cache and cached + T with one (then views of
-        // the cache's buffers, dropped at the end of this call).
-        let (k_t, v) = match cache {
+        // What to attend to: without a cache the step's own keys (transposed,
+        // kᵀ [B, nkv, hd, T]) and values [B, nkv, T, hd]; with one, the cached
+        // tokens too (views of the cache's buffers, dropped at the end of
+        // this call).
+        let kv = match cache {
             Some(mut slot) => slot.append(k, v),
-            None => (k.swap_dims(2, 3), v),
+            None => StepKv {
+                shared: None,
+                keys: k.swap_dims(2, 3),
+                values: v,
+            },
         };
         // GQA without copying K/V: the `rep` query heads that share a K/V
         // head are stacked along the query axis, so one matmul per K/V head
@@ -89,18 +94,59 @@ impl Attention {
         // already follow the stacked queries (rep-major, t-minor).
         let rep = self.num_heads / self.num_kv_heads;
         let q = q.reshape([b, self.num_kv_heads, rep * t, self.head_dim]);
-        let scale = (self.head_dim as f64).powf(-0.5);
-        // Scores [B, nkv, rep·T, S], mask and softmax in f32 (the mask holds
-        // f32::MIN).
-        let scores = to_f32(q.matmul(k_t)).mul_scalar(scale) + mask;
-        let dtype = v.dtype();
-        let out = softmax_f32(scores, 3, dtype).matmul(v); // [B, nkv, rep·T, hd]
+        let out = attend(q, kv, mask, self.head_dim); // [B, nkv, rep·T, hd]
         let out = out
             .reshape([b, self.num_heads, t, self.head_dim])
             .swap_dims(1, 2)
             .reshape([b, t, self.num_heads * self.head_dim]);
         self.o_proj.forward(out)
     }
+}
+
+/// `softmax(q·kᵀ / √hd + mask) · v` for stacked queries `q` `[B, nkv, m, hd]`
+/// and the additive mask `[B, 1, m, S]` over all `S` keys (shared, then
+/// own); returns `[B, nkv, m, hd]`. Scores, mask and softmax are in f32 (the
+/// mask holds `f32::MIN`).
+///
+/// Keys shared by groups of `g` rows (prefix sharing, see
+/// [`KvCache::repeat_rows`]) are scored for the whole group at once: the
+/// group's queries are stacked to `[B/g, nkv, g·m, hd]`, so the shared keys
+/// and values are read once per group and the matmuls have `g·m` rows
+/// instead of `m`.
+fn attend(q: Tensor<4>, kv: StepKv, mask: Tensor<4>, head_dim: usize) -> Tensor<4> {
+    let [b, nkv, m, _] = q.dims();
+    let scale = (head_dim as f64).powf(-0.5);
+    let dtype = kv.values.dtype();
+    let own_scores = q.clone().matmul(kv.keys); // [B, nkv, m, own]
+    let Some(shared) = kv.shared else {
+        let scores = to_f32(own_scores).mul_scalar(scale) + mask;
+        return softmax_f32(scores, 3, dtype).matmul(kv.values);
+    };
+    let (g, s_len) = (shared.group, shared.len());
+    let p = b / g;
+    // Rows r = i·g + j (group i, member j) ↔ stacked rows j·m + .. of group i.
+    // [B, nkv, m, x] → [P, nkv, g·m, x]
+    let stack = |x: Tensor<4>| {
+        let w = x.dims()[3];
+        x.reshape([p, g, nkv, m, w])
+            .swap_dims(1, 2)
+            .reshape([p, nkv, g * m, w])
+    };
+    // [P, nkv, g·m, x] → [B, nkv, m, x]
+    let unstack = |x: Tensor<4>| {
+        let w = x.dims()[3];
+        x.reshape([p, nkv, g, m, w])
+            .swap_dims(1, 2)
+            .reshape([b, nkv, m, w])
+    };
+    let shared_scores = unstack(stack(q).matmul(shared.keys)); // [B, nkv, m, shared]
+    let scores = Tensor::cat(vec![shared_scores, own_scores], 3); // [B, nkv, m, S]
+    let scores = to_f32(scores).mul_scalar(scale) + mask;
+    let probs = softmax_f32(scores, 3, dtype);
+    let own_len = kv.values.dims()[2];
+    let shared_probs = probs.clone().slice([0..b, 0..nkv, 0..m, 0..s_len]);
+    let own_probs = probs.slice([0..b, 0..nkv, 0..m, s_len..s_len + own_len]);
+    unstack(stack(shared_probs).matmul(shared.values)) + own_probs.matmul(kv.values)
 }
 
 /// The attention mask `[B, 1, T, S]` with its query rows repeated for the
