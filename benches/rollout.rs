@@ -5,34 +5,69 @@
 //!   repeated to G rows, all rows of all prompts decoded together;
 //! - `naive`: per-sample generation — each of the G samples prefills the
 //!   video and prompt again and decodes alone (what a loop over
-//!   `generate(prompt)` does).
+//!   `generate(prompt)` does);
+//! - `transformers`: HF `model.generate` on the same model (exported in HF
+//!   layout) and the same prompt ids and pixel values, `do_sample` with
+//!   `num_return_sequences = G`, torch on CPU with one thread per core
+//!   (`benches/hf_generate.py`). Runs when a Python with torch and
+//!   transformers is found: `$VGRPO_PYTHON`, else `python3`; otherwise the
+//!   row is skipped with the reason.
 //!
-//! Both sample with the same settings; the ratio of generated tokens per
-//! second is the speed-up of sharing the prefix and batching the decode.
-//! Run: `cargo bench --bench rollout` (add `-- --prompts 4 --tokens 48`).
+//! All sample at T = 1 without top-k/top-p and never stop early (no stop
+//! token for the engine, no `eos_token_id` for transformers), so every row
+//! generates exactly `--tokens` tokens and the token counts are equal. Each
+//! side is timed `--reps` times after a warm-up; the median rate is
+//! reported with the range. Engine and naive runs alternate and the
+//! speed-up is the median of the per-pair ratios (robust to other jobs on
+//! the machine); the transformers ratio is of median rates.
+//!
+//! Run: `cargo bench --bench rollout` (add `-- --prompts 4 --tokens 48
+//! --reps 5`, or `--only engine|naive|hf` to run one side, e.g. under a
+//! profiler).
 
 use burn::tensor::Device;
+use std::path::Path;
+use std::process::Command;
 use std::time::Instant;
-use vgrpo::default_model::tiny_model;
-use vgrpo::inputs::{InputSpec, judge_prompt, prepare_video};
+use vgrpo::default_model::{TINY_CONFIG_JSON, tiny_model};
+use vgrpo::inputs::{HostVideo, InputSpec, judge_prompt, prepare_video};
+use vgrpo::model::QwenVl;
 use vgrpo::rng::Rng;
-use vgrpo::rollout::{GroupPrompt, RolloutConfig, Tokens, generate};
+use vgrpo::rollout::{GroupPrompt, RolloutConfig, Tokens, generate, left_padded_batch};
 use vgrpo::sampling::SamplingConfig;
 use vgrpo::text::{AnswerOrder, Tokenizer};
 use vgrpo::video::{Container, EncodeSettings, Frame, Timing, VideoCodec, encode_video, load_clip};
 
-fn arg(name: &str, default: usize) -> usize {
+fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
     args.iter()
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+        .cloned()
+}
+
+fn arg_usize(name: &str, default: usize) -> usize {
+    arg(name).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Median, min and max of a non-empty sample.
+fn summary(rates: &[f64]) -> (f64, f64, f64) {
+    let mut v = rates.to_vec();
+    v.sort_by(f64::total_cmp);
+    let median = if v.len() % 2 == 1 {
+        v[v.len() / 2]
+    } else {
+        (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+    };
+    (median, v[0], v[v.len() - 1])
 }
 
 fn main() {
-    let prompts_n = arg("--prompts", 4);
-    let max_tokens = arg("--tokens", 48);
+    let prompts_n = arg_usize("--prompts", 4);
+    let max_tokens = arg_usize("--tokens", 48);
+    let reps = arg_usize("--reps", 3).max(1);
+    let only = arg("--only");
+    let runs = |side: &str| only.as_deref().is_none_or(|o| o == side);
     let group = 8;
     let device = Device::default();
     let model = tiny_model(0, &device).expect("tiny model");
@@ -40,9 +75,181 @@ fn main() {
     let video_cfg = vgrpo::video::VideoConfig::default();
     let spec = InputSpec::new(&model.config, &video_cfg);
 
-    // A 2 s 96×64 clip with motion, encoded and decoded for real.
     let dir = std::env::temp_dir().join(format!("vgrpo-bench-rollout-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
+    let host = bench_video(&dir, &video_cfg, &spec);
+    let prompt_ids = judge_prompt(
+        &tokenizer,
+        &spec,
+        &host,
+        vgrpo::data::Dimension::Visual,
+        "a red square moves right",
+        AnswerOrder::ThinkFirst,
+    )
+    .expect("prompt");
+    let special = tokenizer.special();
+    // No stop tokens: every row decodes `max_tokens`, so all sides do the
+    // same amount of generation.
+    let tokens = Tokens {
+        stop: vec![],
+        pad: special.endoftext,
+        video_pad: special.video_pad,
+    };
+    let prompts: Vec<GroupPrompt> = (0..prompts_n as u64)
+        .map(|g| GroupPrompt {
+            group: g,
+            ids: prompt_ids.iter().map(|&i| i64::from(i)).collect(),
+            video: Some(host.to_input(&device)),
+        })
+        .collect();
+    let engine_cfg = RolloutConfig {
+        group_size: group,
+        max_new_tokens: max_tokens,
+        sampling: SamplingConfig::default(),
+    };
+    let single_cfg = RolloutConfig {
+        group_size: 1,
+        ..engine_cfg
+    };
+    let base = Rng::new(0);
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    println!(
+        "tiny model, {prompts_n} prompts × G={group}, prompt {} tokens ({} visual), {max_tokens} new tokens per rollout, {reps} timed runs per side, {threads} threads",
+        prompt_ids.len(),
+        host.tokens()
+    );
+
+    // Warm-up (allocations, kernels).
+    generate(&model, &prompts[..1], &single_cfg, &tokens, &base, &device).expect("warm-up");
+
+    // One timed engine run: (tokens, seconds, stats).
+    let engine_run = || {
+        let t = Instant::now();
+        let (rollouts, stats) =
+            generate(&model, &prompts, &engine_cfg, &tokens, &base, &device).expect("engine");
+        let s = t.elapsed().as_secs_f64();
+        (
+            rollouts.iter().map(|r| r.tokens.len()).sum::<usize>(),
+            s,
+            stats,
+        )
+    };
+    // One timed naive run: (tokens, seconds, prefill passes).
+    let naive_run = || {
+        let t = Instant::now();
+        let (mut n, mut prefills) = (0, 0);
+        for prompt in &prompts {
+            for s in 0..group {
+                let one = GroupPrompt {
+                    group: prompt.group * group as u64 + s as u64,
+                    ..prompt.clone()
+                };
+                let (r, st) = generate(
+                    &model,
+                    std::slice::from_ref(&one),
+                    &single_cfg,
+                    &tokens,
+                    &base,
+                    &device,
+                )
+                .expect("naive");
+                n += r[0].tokens.len();
+                prefills += st.prefill_passes;
+            }
+        }
+        (n, t.elapsed().as_secs_f64(), prefills)
+    };
+
+    // Engine and naive runs alternate, so a change in the machine's load
+    // (other jobs) hits both sides alike; the speed-up is the median of the
+    // per-pair ratios.
+    let (mut engine_rates, mut naive_rates, mut pair_ratios) = (vec![], vec![], vec![]);
+    let (mut engine_last, mut naive_last) = (None, None);
+    for _ in 0..reps {
+        let e = runs("engine").then(&engine_run);
+        let n = runs("naive").then(&naive_run);
+        if let Some((tok, s, stats)) = e {
+            engine_rates.push(tok as f64 / s);
+            engine_last = Some((tok, stats));
+        }
+        if let Some((tok, s, prefills)) = n {
+            naive_rates.push(tok as f64 / s);
+            naive_last = Some((tok, prefills));
+        }
+        if let (Some((et, es, _)), Some((nt, ns, _))) = (e, n) {
+            pair_ratios.push((et as f64 / es) / (nt as f64 / ns));
+        }
+    }
+    let mut engine_rate = None;
+    if let Some((n, stats)) = engine_last {
+        let (median, lo, hi) = summary(&engine_rates);
+        println!(
+            "engine:       {n} tokens, {median:.0} tokens/s (range {lo:.0}–{hi:.0}; {} prefill pass, {} decode passes per run)",
+            stats.prefill_passes, stats.decode_passes
+        );
+        engine_rate = Some(median);
+    }
+    if let Some((n, prefills)) = naive_last {
+        let (median, lo, hi) = summary(&naive_rates);
+        println!(
+            "naive:        {n} tokens, {median:.0} tokens/s (range {lo:.0}–{hi:.0}; {prefills} prefill passes per run)"
+        );
+    }
+    if !pair_ratios.is_empty() {
+        let (median, lo, hi) = summary(&pair_ratios);
+        println!(
+            "speed-up vs naive: {median:.2}× (range {lo:.2}–{hi:.2} over the run pairs; goal ≥ 3×)"
+        );
+    }
+
+    if runs("hf") {
+        // torch with one thread per core, as configured by default, and with
+        // one thread: on a machine whose cores are busy with other work,
+        // torch's OpenMP threads wait on each other and one thread can be
+        // many times faster. The ratio is taken against the faster setting.
+        let mut settings = vec![threads];
+        if threads > 1 {
+            settings.push(1);
+        }
+        let mut best: Option<f64> = None;
+        for torch_threads in settings {
+            match transformers_rate(
+                &dir,
+                &model,
+                &prompts,
+                &tokens,
+                &host,
+                group,
+                max_tokens,
+                reps,
+                torch_threads,
+            ) {
+                Ok((n, median, lo, hi)) => {
+                    println!(
+                        "transformers: {n} tokens, {median:.0} tokens/s (range {lo:.0}–{hi:.0}; generate, num_return_sequences={group}, {torch_threads} torch thread{})",
+                        if torch_threads == 1 { "" } else { "s" }
+                    );
+                    best = Some(best.map_or(median, |b: f64| b.max(median)));
+                }
+                Err(why) => {
+                    println!("transformers: skipped ({why})");
+                    break;
+                }
+            }
+        }
+        if let (Some(engine), Some(hf)) = (engine_rate, best) {
+            println!(
+                "engine / transformers (faster setting): {:.2}×",
+                engine / hf
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A 2 s 96×64 clip with motion, encoded and decoded for real, as the
+/// model's pixel patches.
+fn bench_video(dir: &Path, video_cfg: &vgrpo::video::VideoConfig, spec: &InputSpec) -> HostVideo {
     let path = dir.join("clip.mp4");
     let frames: Vec<Frame> = (0..16u32)
         .map(|t| Frame {
@@ -73,91 +280,142 @@ fn main() {
         threads: 1,
     };
     encode_video(&path, &frames, &settings).expect("encode");
-    let clip = load_clip(&path, &video_cfg).expect("decode");
-    let host = prepare_video(&clip, &spec).expect("prepare");
-    let prompt_ids = judge_prompt(
-        &tokenizer,
-        &spec,
-        &host,
-        vgrpo::data::Dimension::Visual,
-        "a red square moves right",
-        AnswerOrder::ThinkFirst,
-    )
-    .expect("prompt");
-    let special = tokenizer.special();
-    // No stop tokens: every row decodes `max_tokens`, so both sides do the
-    // same amount of generation.
-    let tokens = Tokens {
-        stop: vec![],
-        pad: special.endoftext,
-        video_pad: special.video_pad,
-    };
-    let prompts: Vec<GroupPrompt> = (0..prompts_n as u64)
-        .map(|g| GroupPrompt {
-            group: g,
-            ids: prompt_ids.iter().map(|&i| i64::from(i)).collect(),
-            video: Some(host.to_input(&device)),
-        })
-        .collect();
-    let sampling = SamplingConfig::default();
-    let engine_cfg = RolloutConfig {
-        group_size: group,
-        max_new_tokens: max_tokens,
-        sampling,
-    };
-    let single_cfg = RolloutConfig {
-        group_size: 1,
-        ..engine_cfg
-    };
-    let base = Rng::new(0);
-    println!(
-        "tiny model, {prompts_n} prompts × G={group}, prompt {} tokens ({} visual), {max_tokens} new tokens per rollout",
-        prompt_ids.len(),
-        host.tokens()
-    );
+    let clip = load_clip(&path, video_cfg).expect("decode");
+    prepare_video(&clip, spec).expect("prepare")
+}
 
-    // Warm-up (allocations, kernels).
-    generate(&model, &prompts[..1], &single_cfg, &tokens, &base, &device).expect("warm-up");
-
-    let t = Instant::now();
-    let (rollouts, stats) =
-        generate(&model, &prompts, &engine_cfg, &tokens, &base, &device).expect("engine");
-    let engine_s = t.elapsed().as_secs_f64();
-    let engine_tokens: usize = rollouts.iter().map(|r| r.tokens.len()).sum();
-
-    let t = Instant::now();
-    let mut naive_tokens = 0;
-    let mut naive_prefills = 0;
-    for prompt in &prompts {
-        for s in 0..group {
-            let one = GroupPrompt {
-                group: prompt.group * group as u64 + s as u64,
-                ..prompt.clone()
-            };
-            let (r, st) = generate(
-                &model,
-                std::slice::from_ref(&one),
-                &single_cfg,
-                &tokens,
-                &base,
-                &device,
-            )
-            .expect("naive");
-            naive_tokens += r[0].tokens.len();
-            naive_prefills += st.prefill_passes;
-        }
+/// Runs `benches/hf_generate.py` on the model exported in HF layout and the
+/// prompts' tensors with `threads` torch threads; returns (tokens per run,
+/// median, min, max tokens/s).
+#[allow(clippy::too_many_arguments)]
+fn transformers_rate(
+    dir: &Path,
+    model: &QwenVl,
+    prompts: &[GroupPrompt],
+    tokens: &Tokens,
+    host: &HostVideo,
+    group: usize,
+    max_tokens: usize,
+    reps: usize,
+    threads: usize,
+) -> Result<(usize, f64, f64, f64), String> {
+    let python = std::env::var("VGRPO_PYTHON").unwrap_or_else(|_| "python3".into());
+    let probe = Command::new(&python)
+        .args(["-c", "import torch, transformers"])
+        .output()
+        .map_err(|e| format!("cannot run `{python}`: {e}; set VGRPO_PYTHON"))?;
+    if !probe.status.success() {
+        let err = String::from_utf8_lossy(&probe.stderr);
+        let last = err.lines().last().unwrap_or("").trim();
+        return Err(format!(
+            "`{python}` cannot `import torch, transformers`: {last}; set VGRPO_PYTHON"
+        ));
     }
-    let naive_s = t.elapsed().as_secs_f64();
 
-    let engine_rate = engine_tokens as f64 / engine_s;
-    let naive_rate = naive_tokens as f64 / naive_s;
-    println!(
-        "engine: {engine_tokens} tokens in {engine_s:.2} s = {engine_rate:.0} tokens/s ({} prefill pass, {} decode passes)",
-        stats.prefill_passes, stats.decode_passes
-    );
-    println!(
-        "naive:  {naive_tokens} tokens in {naive_s:.2} s = {naive_rate:.0} tokens/s ({naive_prefills} prefill passes)"
-    );
-    println!("speed-up: {:.2}× (goal ≥ 3×)", engine_rate / naive_rate);
-    let _ = std::fs::remove_dir_all(&dir);
+    let model_dir = dir.join("hf-model");
+    let inputs = dir.join("inputs.safetensors");
+    if !inputs.exists() {
+        model
+            .export_hf(Some(TINY_CONFIG_JSON), &model_dir)
+            .map_err(|e| format!("export: {e}"))?;
+        write_inputs(&inputs, prompts, tokens, host)?;
+    }
+
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/hf_generate.py");
+    let out = Command::new(&python)
+        .arg(&script)
+        .arg("--model")
+        .arg(&model_dir)
+        .arg("--inputs")
+        .arg(&inputs)
+        .args(["--group", &group.to_string()])
+        .args(["--max-new-tokens", &max_tokens.to_string()])
+        .args(["--reps", &reps.to_string()])
+        .args(["--threads", &threads.to_string()])
+        .args(["--pad", &tokens.pad.to_string()])
+        .output()
+        .map_err(|e| format!("running {}: {e}", script.display()))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = err.lines().rev().take(3).collect();
+        return Err(format!(
+            "{} failed: {}",
+            script.display(),
+            tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+        ));
+    }
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .ok_or_else(|| format!("no RESULT line in: {stdout}"))?;
+    let v: serde_json::Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
+    let n = v["tokens"].as_u64().ok_or("RESULT without tokens")? as usize;
+    let rates: Vec<f64> = v["tokens_per_s"]
+        .as_array()
+        .ok_or("RESULT without tokens_per_s")?
+        .iter()
+        .filter_map(serde_json::Value::as_f64)
+        .collect();
+    if rates.is_empty() {
+        return Err("RESULT with no timed runs".into());
+    }
+    let (median, lo, hi) = summary(&rates);
+    Ok((n, median, lo, hi))
+}
+
+/// The tensors HF `generate` takes for the prompt batch, as the engine's
+/// prefill sees them: `input_ids`, `attention_mask`, `mm_token_type_ids`
+/// `[P, L]` (i64, left padded), `pixel_values_videos` `[patches, patch_dim]`
+/// (f32, the prompts' videos in order) and `video_grid_thw` `[videos, 3]`.
+fn write_inputs(
+    path: &Path,
+    prompts: &[GroupPrompt],
+    tokens: &Tokens,
+    host: &HostVideo,
+) -> Result<(), String> {
+    use safetensors::tensor::{Dtype, TensorView};
+    let batch = left_padded_batch(prompts, tokens);
+    let (rows, len) = (batch.rows(), batch.len());
+    let i64_bytes = |v: &[i64]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+    let ids = i64_bytes(&batch.input_ids.concat());
+    let mask: Vec<i64> = batch
+        .attention_mask
+        .iter()
+        .flatten()
+        .map(|&m| i64::from(m))
+        .collect();
+    let mask = i64_bytes(&mask);
+    let types = i64_bytes(&batch.token_types.concat());
+    // Every prompt of the bench shows the same clip.
+    let pixels: Vec<u8> = (0..rows)
+        .flat_map(|_| host.pixel_values.iter().flat_map(|x| x.to_le_bytes()))
+        .collect();
+    let patches = rows * host.pixel_values.len() / host.patch_dim.max(1);
+    let grids: Vec<i64> = (0..rows)
+        .flat_map(|_| host.grids.iter().flat_map(|g| [g.t, g.h, g.w]))
+        .map(|x| x as i64)
+        .collect();
+    let n_grids = grids.len() / 3;
+    let grids = i64_bytes(&grids);
+    fn view(dtype: Dtype, shape: Vec<usize>, data: &[u8]) -> Result<TensorView<'_>, String> {
+        TensorView::new(dtype, shape, data).map_err(|e| e.to_string())
+    }
+    let tensors = vec![
+        ("input_ids", view(Dtype::I64, vec![rows, len], &ids)?),
+        ("attention_mask", view(Dtype::I64, vec![rows, len], &mask)?),
+        (
+            "mm_token_type_ids",
+            view(Dtype::I64, vec![rows, len], &types)?,
+        ),
+        (
+            "pixel_values_videos",
+            view(Dtype::F32, vec![patches, host.patch_dim], &pixels)?,
+        ),
+        (
+            "video_grid_thw",
+            view(Dtype::I64, vec![n_grids, 3], &grids)?,
+        ),
+    ];
+    safetensors::serialize_to_file(tensors, None, path).map_err(|e| e.to_string())
 }

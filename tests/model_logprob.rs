@@ -124,6 +124,12 @@ fn qwen2_5_vl_cache_decoding_matches_full_forward() {
     cache_decoding_matches_full_forward("qwen2_5_vl");
 }
 
+/// Largest |a − b| over two equally long slices.
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).fold(0.0, |m, (x, y)| m.max((x - y).abs()))
+}
+
 #[test]
 fn repeated_cache_rows_decode_like_the_original() {
     let device = Device::default();
@@ -144,9 +150,60 @@ fn repeated_cache_rows_decode_like_the_original() {
         .unwrap();
     let one = one.try_into_vec_as::<f32>().unwrap();
     let three = three.try_into_vec_as::<f32>().unwrap();
+    // The rows of a group attend to one shared copy of the prompt's keys, in
+    // one matmul for the group: they agree exactly with each other, and with
+    // the unrepeated row up to the order of a sum (the shared and own parts
+    // of `probs · V` are summed separately).
     for row in three.chunks(one.len()) {
-        assert_eq!(row, one.as_slice());
+        assert_eq!(row, &three[..one.len()]);
+        let d = max_abs_diff(row, &one);
+        assert!(
+            d < 1e-5,
+            "repeated row differs from the original by {d:.3e}"
+        );
     }
+}
+
+#[test]
+fn repeating_a_repeated_cache_equals_repeating_once() {
+    // Prefill, repeat ×2, decode a different token per row, repeat ×3:
+    // the 6 rows decode like a ×6 repeat fed the same tokens.
+    let device = Device::default();
+    let dir = fixture("qwen3_vl");
+    let model = QwenVl::from_hf_dir(&dir, &device).unwrap();
+    let reference = Reference::read(&dir.join("reference.safetensors")).unwrap();
+    let (prompt, completions) = split(&reference, &device, 3);
+    let (a, b, c) = (completions[0][0], completions[0][1], completions[0][2]);
+    let mut cache = model.new_cache(reference.input_ids[0].len());
+    model
+        .forward_hidden(&prompt, Some(&mut cache), &device)
+        .unwrap();
+
+    let mut twice = cache.repeat_rows(2, &device);
+    model
+        .decode_hidden(&[a, b], &[true; 2], &mut twice, &device)
+        .unwrap();
+    let mut twice = twice.repeat_rows(3, &device);
+    let nested = model
+        .decode_hidden(&[c; 6], &[true; 6], &mut twice, &device)
+        .unwrap()
+        .try_into_vec_as::<f32>()
+        .unwrap();
+
+    let mut once = cache.repeat_rows(6, &device);
+    model
+        .decode_hidden(&[a, a, a, b, b, b], &[true; 6], &mut once, &device)
+        .unwrap();
+    let flat = model
+        .decode_hidden(&[c; 6], &[true; 6], &mut once, &device)
+        .unwrap()
+        .try_into_vec_as::<f32>()
+        .unwrap();
+    let d = max_abs_diff(&nested, &flat);
+    assert!(d < 1e-5, "nested repeat differs by {d:.3e}");
+    // Rows that saw `a` differ from rows that saw `b`.
+    let h = nested.len() / 6;
+    assert_ne!(nested[..h], nested[3 * h..4 * h]);
 }
 
 fn grad_norm<const D: usize>(p: &Param<Tensor<D>>, grads: &burn::tensor::Gradients) -> f32 {

@@ -389,7 +389,7 @@ impl QwenVl {
                     embeds,
                     &rotary,
                     mask,
-                    Some(&mut cache.layers),
+                    Some(cache),
                     deepstack.as_ref(),
                 )
             }
@@ -442,7 +442,7 @@ impl QwenVl {
         Ok(self
             .model
             .language_model
-            .forward(embeds, &rotary, mask, Some(&mut cache.layers), None))
+            .forward(embeds, &rotary, mask, Some(cache), None))
     }
 
     /// `hidden [..., H] -> logits [..., V]` (tied head: the embedding matrix).
@@ -451,7 +451,19 @@ impl QwenVl {
             Some(head) => head.forward(hidden),
             None => {
                 let table = self.model.language_model.embed_tokens.weight.val(); // [V, H]
-                hidden.matmul(table.transpose().unsqueeze())
+                let [b, t, h] = hidden.dims();
+                if t == 1 {
+                    // One position per row (decoding): a single [B, H] × [H, V]
+                    // matmul. The broadcast form below would run B matmuls that
+                    // each repack the whole table. Same values, bit for bit.
+                    let v = table.dims()[0];
+                    hidden
+                        .reshape([b, h])
+                        .matmul(table.transpose())
+                        .reshape([b, 1, v])
+                } else {
+                    hidden.matmul(table.transpose().unsqueeze())
+                }
             }
         }
     }

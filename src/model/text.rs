@@ -7,7 +7,7 @@ use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, Linear};
 use burn::tensor::{Device, Int, Tensor};
 
-use super::cache::LayerKv;
+use super::cache::{KvCache, LayerSlot, StepKv};
 use super::config::{Activation, TextConfig};
 use super::layers::{RmsNorm, activate, apply_rotary, linear, softmax_f32, to_f32};
 
@@ -43,14 +43,16 @@ impl Attention {
         }
     }
 
-    /// `x [B, T, H]`, rotary `[B, 1, T, hd]`, mask `[B, 1, T, S]` where `S`
-    /// counts cached plus new keys. Appends the new keys/values to `cache`.
+    /// `x [B, T, H]`, rotary `[B, 1, T, hd]`, mask `[B, 1, rep·T, S]` (the
+    /// `[B, 1, T, S]` mask repeated for the `rep` query heads per K/V head,
+    /// see [`stack_mask`]) where `S` counts cached plus new keys. Writes the
+    /// new keys/values into `cache`.
     fn forward(
         &self,
         x: Tensor<3>,
         rotary: &(Tensor<4>, Tensor<4>),
         mask: Tensor<4>,
-        cache: Option<&mut Option<LayerKv>>,
+        cache: Option<LayerSlot<'_>>,
     ) -> Tensor<3> {
         let [b, t, _] = x.dims();
         let heads = |proj: &Linear, n: usize, norm: &Option<RmsNorm>| {
@@ -73,45 +75,88 @@ impl Attention {
             sin.clone(),
         );
         let v = heads(&self.v_proj, self.num_kv_heads, &None);
-        let (k, v) = match cache {
-            Some(slot) => {
-                let (k, v) = match slot.take() {
-                    Some(prev) => (
-                        Tensor::cat(vec![prev.keys, k], 2),
-                        Tensor::cat(vec![prev.values, v], 2),
-                    ),
-                    None => (k, v),
-                };
-                *slot = Some(LayerKv {
-                    keys: k.clone(),
-                    values: v.clone(),
-                });
-                (k, v)
-            }
-            None => (k, v),
+        // What to attend to: without a cache the step's own keys (transposed,
+        // kᵀ [B, nkv, hd, T]) and values [B, nkv, T, hd]; with one, the cached
+        // tokens too (views of the cache's buffers, dropped at the end of
+        // this call).
+        let kv = match cache {
+            Some(mut slot) => slot.append(k, v),
+            None => StepKv {
+                shared: None,
+                keys: k.swap_dims(2, 3),
+                values: v,
+            },
         };
         // GQA without copying K/V: the `rep` query heads that share a K/V
         // head are stacked along the query axis, so one matmul per K/V head
         // serves them all (heads are K/V-major: query head h uses K/V head
-        // h / rep). q [B, nh, T, hd] → [B, nkv, rep·T, hd].
+        // h / rep). q [B, nh, T, hd] → [B, nkv, rep·T, hd]; the mask's rows
+        // already follow the stacked queries (rep-major, t-minor).
         let rep = self.num_heads / self.num_kv_heads;
         let q = q.reshape([b, self.num_kv_heads, rep * t, self.head_dim]);
-        // The mask's rows follow the stacked queries (rep-major, t-minor).
-        let mask = if rep == 1 {
-            mask
-        } else {
-            mask.repeat_dim(2, rep)
-        };
-        let scale = (self.head_dim as f64).powf(-0.5);
-        // Scores, mask and softmax in f32 (the mask holds f32::MIN).
-        let scores = to_f32(q.matmul(k.swap_dims(2, 3))).mul_scalar(scale) + mask;
-        let dtype = v.dtype();
-        let out = softmax_f32(scores, 3, dtype).matmul(v); // [B, nkv, rep·T, hd]
+        let out = attend(q, kv, mask, self.head_dim); // [B, nkv, rep·T, hd]
         let out = out
             .reshape([b, self.num_heads, t, self.head_dim])
             .swap_dims(1, 2)
             .reshape([b, t, self.num_heads * self.head_dim]);
         self.o_proj.forward(out)
+    }
+}
+
+/// `softmax(q·kᵀ / √hd + mask) · v` for stacked queries `q` `[B, nkv, m, hd]`
+/// and the additive mask `[B, 1, m, S]` over all `S` keys (shared, then
+/// own); returns `[B, nkv, m, hd]`. Scores, mask and softmax are in f32 (the
+/// mask holds `f32::MIN`).
+///
+/// Keys shared by groups of `g` rows (prefix sharing, see
+/// [`KvCache::repeat_rows`]) are scored for the whole group at once: the
+/// group's queries are stacked to `[B/g, nkv, g·m, hd]`, so the shared keys
+/// and values are read once per group and the matmuls have `g·m` rows
+/// instead of `m`.
+fn attend(q: Tensor<4>, kv: StepKv, mask: Tensor<4>, head_dim: usize) -> Tensor<4> {
+    let [b, nkv, m, _] = q.dims();
+    let scale = (head_dim as f64).powf(-0.5);
+    let dtype = kv.values.dtype();
+    let own_scores = q.clone().matmul(kv.keys); // [B, nkv, m, own]
+    let Some(shared) = kv.shared else {
+        let scores = to_f32(own_scores).mul_scalar(scale) + mask;
+        return softmax_f32(scores, 3, dtype).matmul(kv.values);
+    };
+    let (g, s_len) = (shared.group, shared.len());
+    let p = b / g;
+    // Rows r = i·g + j (group i, member j) ↔ stacked rows j·m + .. of group i.
+    // [B, nkv, m, x] → [P, nkv, g·m, x]
+    let stack = |x: Tensor<4>| {
+        let w = x.dims()[3];
+        x.reshape([p, g, nkv, m, w])
+            .swap_dims(1, 2)
+            .reshape([p, nkv, g * m, w])
+    };
+    // [P, nkv, g·m, x] → [B, nkv, m, x]
+    let unstack = |x: Tensor<4>| {
+        let w = x.dims()[3];
+        x.reshape([p, nkv, g, m, w])
+            .swap_dims(1, 2)
+            .reshape([b, nkv, m, w])
+    };
+    let shared_scores = unstack(stack(q).matmul(shared.keys)); // [B, nkv, m, shared]
+    let scores = Tensor::cat(vec![shared_scores, own_scores], 3); // [B, nkv, m, S]
+    let scores = to_f32(scores).mul_scalar(scale) + mask;
+    let probs = softmax_f32(scores, 3, dtype);
+    let own_len = kv.values.dims()[2];
+    let shared_probs = probs.clone().slice([0..b, 0..nkv, 0..m, 0..s_len]);
+    let own_probs = probs.slice([0..b, 0..nkv, 0..m, s_len..s_len + own_len]);
+    unstack(stack(shared_probs).matmul(shared.values)) + own_probs.matmul(kv.values)
+}
+
+/// The attention mask `[B, 1, T, S]` with its query rows repeated for the
+/// query heads stacked per K/V head: `[B, 1, rep·T, S]` (rep-major, t-minor).
+fn stack_mask(mask: Tensor<4>, attn: &Attention) -> Tensor<4> {
+    let rep = attn.num_heads / attn.num_kv_heads;
+    if rep == 1 {
+        mask
+    } else {
+        mask.repeat_dim(2, rep)
     }
 }
 
@@ -155,7 +200,7 @@ impl DecoderLayer {
         x: Tensor<3>,
         rotary: &(Tensor<4>, Tensor<4>),
         mask: Tensor<4>,
-        cache: Option<&mut Option<LayerKv>>,
+        cache: Option<LayerSlot<'_>>,
     ) -> Tensor<3> {
         let h = x.clone()
             + self
@@ -211,20 +256,25 @@ impl TextModel {
     }
 
     /// Runs the decoder on `embeds [B, T, H]`; returns the final-normed
-    /// hidden states `[B, T, H]`. `cache` (one slot per layer) receives the
-    /// new keys/values.
+    /// hidden states `[B, T, H]`. `cache` receives the new keys/values
+    /// (its key validity must already include them: `KvCache::begin_step`).
     pub fn forward(
         &self,
         embeds: Tensor<3>,
         rotary: &(Tensor<4>, Tensor<4>),
         mask: Tensor<4>,
-        mut cache: Option<&mut [Option<LayerKv>]>,
+        mut cache: Option<&mut KvCache>,
         deepstack: Option<&DeepStack>,
     ) -> Tensor<3> {
         let [b, t, h] = embeds.dims();
         let mut x = embeds;
+        // Built once for all layers.
+        let mask = match self.layers.first() {
+            Some(layer) => stack_mask(mask, &layer.self_attn),
+            None => mask,
+        };
         for (i, layer) in self.layers.iter().enumerate() {
-            let slot = cache.as_deref_mut().map(|c| &mut c[i]);
+            let slot = cache.as_deref_mut().map(|c| c.layer(i));
             x = layer.forward(x, rotary, mask.clone(), slot);
             if let Some(ds) = deepstack
                 && let Some(features) = ds.features.get(i)
