@@ -162,6 +162,15 @@ fn repeated_cache_rows_decode_like_the_original() {
             "repeated row differs from the original by {d:.3e}"
         );
     }
+    // Both caches are full now; so is a repeat of a full cache (no room of
+    // its own): one more token is an error, not a panic or a slide.
+    let mut full = cache.repeat_rows(2, &device);
+    for (c, n) in [(&mut cache, 1), (&mut group, 3), (&mut full, 2)] {
+        let err = model
+            .decode_hidden(&vec![1; n], &vec![true; n], c, &device)
+            .unwrap_err();
+        assert!(matches!(err, ModelError::CacheOverflow { .. }), "{err}");
+    }
 }
 
 #[test]
