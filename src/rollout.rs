@@ -19,7 +19,7 @@
 use crate::model::position::{TOKEN_TEXT, TOKEN_VIDEO};
 use crate::model::{Batch, KvCache, ModelError, QwenVl, VideoInput};
 use crate::rng::Rng;
-use crate::sampling::{SamplingConfig, sample};
+use crate::sampling::{Draw, SamplingConfig, sample};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -185,12 +185,10 @@ pub fn generate(
     let mut done = vec![false; p * g];
 
     for step in 0..cfg.max_new_tokens {
+        let draws = sample_rows(&logits, &done, &cfg.sampling, &mut rngs);
         let mut next = vec![i64::from(tokens.pad); p * g];
-        for r in 0..p * g {
-            if done[r] {
-                continue;
-            }
-            let draw = sample(&logits[r], &cfg.sampling, &mut rngs[r]);
+        for (r, draw) in draws.into_iter().enumerate() {
+            let Some(draw) = draw else { continue };
             rows[r].tokens.push(draw.token);
             rows[r].logprobs.push(draw.logprob);
             stats.generated_tokens += 1;
@@ -211,6 +209,26 @@ pub fn generate(
         logits = rows_to_host(model.logits(hidden))?;
     }
     Ok((rows, stats))
+}
+
+/// Rows below this many per thread are sampled on the calling thread.
+const ROWS_PER_SAMPLING_THREAD: usize = 8;
+
+/// The next token of every row not `done` (`None` for those that are). Rows
+/// are independent — each has its own logits and RNG — so they are sampled
+/// in parallel chunks and the draws do not depend on the split.
+fn sample_rows(
+    logits: &[Vec<f32>],
+    done: &[bool],
+    cfg: &SamplingConfig,
+    rngs: &mut [Rng],
+) -> Vec<Option<Draw>> {
+    use rayon::prelude::*;
+    rngs.par_iter_mut()
+        .zip(logits.par_iter().zip(done.par_iter()))
+        .with_min_len(ROWS_PER_SAMPLING_THREAD)
+        .map(|(rng, (logits, &done))| (!done).then(|| sample(logits, cfg, rng)))
+        .collect()
 }
 
 /// `[B, 1, V]` logits → one host vector per row.

@@ -128,6 +128,36 @@ fn same_seed_same_rollouts_and_different_seeds_differ() {
 }
 
 #[test]
+fn rollouts_do_not_depend_on_the_thread_count() {
+    // 2 prompts × G = 16: 32 rows, so the rows are sampled in parallel
+    // chunks (and the backend's ops may split their work) with several
+    // threads, and serially with one.
+    let s = setup();
+    let c = cfg(16, 10, SamplingConfig::default());
+    let prompts = [
+        s.video_prompt.clone(),
+        GroupPrompt {
+            group: 1,
+            ..s.video_prompt.clone()
+        },
+    ];
+    let run = |threads| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            generate(&s.model, &prompts, &c, &s.tokens, &Rng::new(3), &s.device)
+                .unwrap()
+                .0
+        })
+    };
+    let one = run(1);
+    assert_eq!(one.len(), 32);
+    assert_eq!(one, run(4));
+}
+
+#[test]
 fn a_group_shares_one_prefill() {
     let s = setup();
     let prompts = [
