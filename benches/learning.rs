@@ -26,7 +26,8 @@ use burn::tensor::Device;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use vgrpo::config;
-use vgrpo::pipeline::{PipelineSummary, run_pipeline};
+use vgrpo::grpo::advantage::mean_and_sample_std;
+use vgrpo::pipeline::{PipelineSummary, StageRow, run_pipeline};
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
@@ -37,29 +38,7 @@ fn arg(name: &str) -> Option<String> {
 
 /// Mean SRCC over the dimensions of each stage row, in stage order.
 fn stage_means(summary: &PipelineSummary) -> Vec<f64> {
-    summary
-        .rows
-        .iter()
-        .map(|row| {
-            let dims = &row.report.dimensions;
-            let sum: f64 = dims
-                .iter()
-                .map(|d| d.instance.value().map_or(0.0, |c| c.srcc))
-                .sum();
-            sum / dims.len().max(1) as f64
-        })
-        .collect()
-}
-
-fn mean_sd(xs: &[f64]) -> (f64, f64) {
-    let n = xs.len() as f64;
-    let mean = xs.iter().sum::<f64>() / n;
-    let var = if xs.len() > 1 {
-        xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
-    } else {
-        0.0
-    };
-    (mean, var.sqrt())
+    summary.rows.iter().map(StageRow::mean_srcc).collect()
 }
 
 fn main() -> Result<()> {
@@ -105,7 +84,7 @@ fn main() -> Result<()> {
         ("+ GRPO", &grpo),
         ("+ cool-off", &cool),
     ] {
-        let (m, sd) = mean_sd(xs);
+        let (m, sd) = mean_and_sample_std(xs);
         println!(
             "{label:<11} mean SRCC {m:+.3} ± {sd:.3} (sd over {} seeds)",
             xs.len()
@@ -113,8 +92,8 @@ fn main() -> Result<()> {
     }
     let gains: Vec<f64> = grpo.iter().zip(&cold).map(|(g, c)| g - c).collect();
     let grpo_wins = gains.iter().filter(|&&g| g > 0.0).count();
-    let (grpo_mean, grpo_sd) = mean_sd(&grpo);
-    let (cool_mean, _) = mean_sd(&cool);
+    let (grpo_mean, grpo_sd) = mean_and_sample_std(&grpo);
+    let (cool_mean, _) = mean_and_sample_std(&cool);
     let noise = 2.0 * grpo_sd / (grpo.len() as f64).sqrt();
     println!(
         "GRPO − cold start per seed: {}",

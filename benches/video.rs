@@ -199,13 +199,7 @@ fn stage_times(path: &Path, config: &VideoConfig, reps: usize) -> [f64; 4] {
         .expect("plan");
         let sizes: Vec<(u32, u32)> = decisions
             .iter()
-            .map(|d| {
-                let g = match d.kind {
-                    FrameKind::Slow => plan.slow,
-                    FrameKind::Fast => plan.fast,
-                };
-                (g.width(), g.height())
-            })
+            .map(|d| (plan.grid(d.kind).width(), plan.grid(d.kind).height()))
             .collect();
         std::hint::black_box(pictures.convert(&sizes).expect("convert"));
         times[3].push(t.elapsed().as_secs_f64());

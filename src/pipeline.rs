@@ -106,6 +106,28 @@ pub struct StageRow {
     pub eval_seconds: f64,
 }
 
+impl StageRow {
+    /// Instance-level SRCC of each dimension, in [`Dimension::ALL`] order.
+    fn dimension_srcc(&self) -> Vec<Option<f64>> {
+        Dimension::ALL
+            .iter()
+            .map(|&d| {
+                self.report
+                    .dimensions
+                    .iter()
+                    .find(|x| x.dimension == d)
+                    .and_then(|x| x.instance.value().map(|c| c.srcc))
+            })
+            .collect()
+    }
+
+    /// Mean instance-level SRCC over the dimensions (the stage table's
+    /// "mean SRCC"; an undefined correlation counts as 0).
+    pub fn mean_srcc(&self) -> f64 {
+        mean(&self.dimension_srcc()).unwrap_or(0.0)
+    }
+}
+
 /// What the pipeline produced.
 #[derive(Debug, Clone, Serialize)]
 pub struct PipelineSummary {
@@ -296,15 +318,9 @@ pub fn stage_table(rows: &[StageRow]) -> String {
         "| stage | SRCC visual | SRCC dynamic | SRCC alignment | mean SRCC | mean PLCC | model SRCC | pairwise acc (w/o ties) | format | exact |\n\
          |---|---|---|---|---|---|---|---|---|---|\n",
     );
-    let dim = |r: &EvalReport, d: Dimension| {
-        r.dimensions
-            .iter()
-            .find(|x| x.dimension == d)
-            .and_then(|x| x.instance.value().map(|c| c.srcc))
-    };
     for row in rows {
         let r = &row.report;
-        let srcc: Vec<Option<f64>> = Dimension::ALL.iter().map(|&d| dim(r, d)).collect();
+        let srcc = row.dimension_srcc();
         let plcc: Vec<Option<f64>> = Dimension::ALL
             .iter()
             .map(|&d| {

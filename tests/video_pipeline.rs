@@ -89,10 +89,7 @@ fn sizes_follow_the_plan_and_the_budget_holds() {
         );
         assert!(clip.plan.tokens <= budget, "{budget}: {:?}", clip.plan);
         for f in &clip.frames {
-            let grid = match f.kind {
-                FrameKind::Slow => clip.plan.slow,
-                FrameKind::Fast => clip.plan.fast,
-            };
+            let grid = clip.plan.grid(f.kind);
             assert_eq!(
                 (f.frame.width, f.frame.height),
                 (grid.width(), grid.height())

@@ -168,8 +168,8 @@ pub fn group_advantages(
     })
 }
 
-/// Mean and sample standard deviation (divisor n − 1; n ≥ 2 here).
-fn mean_and_sample_std(xs: &[f64]) -> (f64, f64) {
+/// Mean and sample standard deviation (divisor n − 1; needs n ≥ 2).
+pub fn mean_and_sample_std(xs: &[f64]) -> (f64, f64) {
     let n = xs.len() as f64;
     let mean = xs.iter().sum::<f64>() / n;
     let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);

@@ -81,13 +81,9 @@ pub fn load_clip(path: &Path, config: &VideoConfig) -> Result<Clip, VideoError> 
         &config.budget(),
     )
     .map_err(|e| fail(VideoFailure::Budget(e)))?;
-    let grid = |kind| match kind {
-        FrameKind::Slow => plan.slow,
-        FrameKind::Fast => plan.fast,
-    };
     let sizes: Vec<(u32, u32)> = decisions
         .iter()
-        .map(|d| (grid(d.kind).width(), grid(d.kind).height()))
+        .map(|d| (plan.grid(d.kind).width(), plan.grid(d.kind).height()))
         .collect();
     // Each picture converted once, straight to its kind's size.
     let frames = pictures
@@ -158,10 +154,7 @@ impl FramesReport {
                 similarity: decision.similarity,
                 width: selected.frame.width,
                 height: selected.frame.height,
-                tokens: f64::from(
-                    (selected.frame.width / clip.plan.slow.side)
-                        * (selected.frame.height / clip.plan.slow.side),
-                ) / 2.0,
+                tokens: clip.plan.grid(selected.kind).cells() as f64 / 2.0,
             })
             .collect();
         let slow_frames = frames.iter().filter(|f| f.kind == FrameKind::Slow).count();

@@ -227,6 +227,16 @@ pub struct SizePlan {
     pub tokens: usize,
 }
 
+impl SizePlan {
+    /// The size of a frame of `kind`.
+    pub fn grid(&self, kind: FrameKind) -> Grid {
+        match kind {
+            FrameKind::Slow => self.slow,
+            FrameKind::Fast => self.fast,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum BudgetError {
     #[error(
