@@ -1,7 +1,8 @@
 //! Learning benchmark: does the recipe teach? (issue 6)
 //!
-//! Runs the whole pipeline (synth → SFT cold start → GRPO → SFT cool-off,
-//! each evaluated on the held-out test split) once per seed and prints, per
+//! Runs the whole pipeline (synth → [perception pre-training, with
+//! `pipeline.pretrain`] → SFT cold start → GRPO → SFT cool-off, each
+//! evaluated on the held-out test split) once per seed and prints, per
 //! seed, the mean instance-level SRCC over the three dimensions after each
 //! stage. The claims checked:
 //!
@@ -11,9 +12,9 @@
 //!    seeds is at least the GRPO mean minus two standard errors of the
 //!    seed-to-seed spread of the GRPO values.
 //!
-//! The seed is `run.seed` (model initialisation, data order, sampling); the
-//! synthetic data set is the config's (`pipeline.synth`), the same for every
-//! seed, so the test split is fixed. Finished stages are reused (each seed's
+//! The seed is `run.seed` (model initialisation, pre-training and data order,
+//! sampling); the synthetic data sets are the config's (`pipeline.synth`,
+//! `pretrain.synth`), the same for every seed, so the test split is fixed. Finished stages are reused (each seed's
 //! run directories are kept under `runs/`), so an interrupted benchmark
 //! continues where it stopped.
 //!

@@ -19,6 +19,7 @@ use crate::grpo::config::GrpoConfig;
 use crate::model_source::ModelConfig;
 use crate::optim::OptimConfig;
 use crate::pipeline::PipelineConfig;
+use crate::pretrain::PretrainConfig;
 use crate::sft::SftConfig;
 use crate::video::VideoConfig;
 use serde::{Deserialize, Serialize};
@@ -45,6 +46,8 @@ pub struct Config {
     pub eval: EvalConfig,
     #[serde(default)]
     pub sft: SftConfig,
+    #[serde(default)]
+    pub pretrain: PretrainConfig,
     #[serde(default)]
     pub pipeline: PipelineConfig,
 }
@@ -195,6 +198,7 @@ impl Validate for Config {
         self.grpo.validate("grpo", rules);
         self.eval.validate("eval", rules);
         self.sft.validate("sft", rules);
+        self.pretrain.validate("pretrain", rules);
         self.pipeline.validate("pipeline", rules);
     }
 }
@@ -574,6 +578,38 @@ mod tests {
             e.contains("c.toml:2:1: `video.fps`: fps must be in (0, 120], got 0"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn pretrain_and_cooloff_rules_are_located() {
+        let e = parse("[pretrain]\nsteps = 0\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("c.toml:2:1: `pretrain.steps`: steps must be ≥ 1, got 0"),
+            "{e}"
+        );
+        let e = parse("", &["pipeline.cooloff_optim.lr=-1"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`pipeline.cooloff_optim.lr`"), "{e}");
+    }
+
+    #[test]
+    fn shipped_configs_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+        let mut loaded = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                load(&path, &[]).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                loaded += 1;
+            }
+        }
+        assert!(loaded >= 5, "{loaded} configs");
+        let quick = load(&dir.join("quickstart.toml"), &[]).unwrap();
+        assert!(quick.pipeline.pretrain);
+        assert_ne!(quick.pretrain.manifest, quick.data.manifest);
     }
 
     #[test]

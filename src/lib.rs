@@ -38,6 +38,7 @@ pub mod sampling;
 // SFT and evaluation.
 pub mod eval;
 pub mod pipeline;
+pub mod pretrain;
 pub mod score;
 pub mod sft;
 pub mod sft_loss;

@@ -107,6 +107,9 @@ enum Command {
         #[arg(long, default_value_t = 1e-4)]
         tolerance: f64,
     },
+    /// Perception pre-training of the vision tower on a synthetic set of its
+    /// own (`[pretrain]`); exports `<run dir>/final`.
+    Pretrain(ConfigArgs),
     /// Supervised fine-tuning (`[sft] mode = "cold-start" | "cool-off"`):
     /// CE on the answer + MSE on the softmax score; exports `<run dir>/final`.
     Sft {
@@ -346,6 +349,21 @@ fn run(command: Command) -> anyhow::Result<()> {
                 summary.steps,
                 summary.items,
                 summary.seconds,
+                summary.final_dir.display()
+            );
+        }
+        Command::Pretrain(args) => {
+            let cfg = args.load()?;
+            let summary = vgrpo::pretrain::run_pretrain(&cfg, &Device::default())?;
+            let srcc = |s: Option<f64>| s.map_or("–".to_string(), |s| format!("{s:.3}"));
+            println!(
+                "pretrain: {} updates on {} clips in {:.1} s; held-out SRCC visual {}, dynamic {}; \
+                 model exported to {}",
+                summary.steps,
+                summary.train_clips,
+                summary.seconds,
+                srcc(summary.held_out_srcc[0]),
+                srcc(summary.held_out_srcc[1]),
                 summary.final_dir.display()
             );
         }

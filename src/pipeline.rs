@@ -13,11 +13,12 @@
 use crate::checkpoint::Resume;
 use crate::config::{Config, Rules, Validate};
 use crate::data::Dimension;
-use crate::data::synth::{SynthConfig, generate};
+use crate::data::synth::{SynthConfig, ensure_synthetic_set};
 use crate::eval::report::EvalReport;
 use crate::eval::run::run_eval;
 use crate::grpo::trainer::train;
 use crate::optim::OptimConfig;
+use crate::pretrain::run_pretrain;
 use crate::schedule::ScheduleKind;
 use crate::sft::{SftMode, run_sft};
 use crate::text::AnswerOrder;
@@ -34,12 +35,21 @@ pub struct PipelineConfig {
     /// The synthetic data set written when `data.manifest` does not exist
     /// (into the manifest's directory).
     pub synth: SynthConfig,
-    /// Optimizer of both SFT stages (paper: AdamW 5e-6, warmup 3%).
+    /// Optimizer of the SFT stages (paper: AdamW 5e-6, warmup 3%).
     pub sft_optim: OptimConfig,
+    /// Optimizer of the cool-off stage when it should differ from
+    /// `sft_optim` (absent: `sft_optim`). The cool-off set is GRPO's correct
+    /// rollouts, far smaller than the cold start's, so it may want a lower
+    /// learning rate.
+    pub cooloff_optim: Option<OptimConfig>,
     /// Optimizer of the GRPO stage (paper: 2e-6, constant).
     pub grpo_optim: OptimConfig,
     /// Epochs of the cool-off stage (the cold start uses `sft.epochs`).
     pub cooloff_epochs: u64,
+    /// Start with `vgrpo pretrain` (`[pretrain]`) and hand its model to the
+    /// cold start: the stand-in for a pretrained VLM when `[model]` is the
+    /// randomly initialised tiny model (see [`crate::pretrain`]).
+    pub pretrain: bool,
 }
 
 impl Default for PipelineConfig {
@@ -52,8 +62,10 @@ impl Default for PipelineConfig {
                 warmup_ratio: 0.03,
                 ..OptimConfig::default()
             },
+            cooloff_optim: None,
             grpo_optim: OptimConfig::default(),
             cooloff_epochs: 3,
+            pretrain: false,
         }
     }
 }
@@ -65,6 +77,9 @@ impl Validate for PipelineConfig {
         }
         self.sft_optim.validate(&format!("{p}.sft_optim"), rules);
         self.grpo_optim.validate(&format!("{p}.grpo_optim"), rules);
+        if let Some(optim) = &self.cooloff_optim {
+            optim.validate(&format!("{p}.cooloff_optim"), rules);
+        }
         rules.check(
             self.cooloff_epochs >= 1,
             &format!("{p}.cooloff_epochs"),
@@ -146,20 +161,7 @@ pub fn run_pipeline(
     let name = &config.run.name;
     let p = &config.pipeline;
 
-    if !config.data.manifest.is_file() {
-        let dir = config
-            .data
-            .manifest
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
-        log::info!(
-            "pipeline: writing the synthetic data set to {}",
-            dir.display()
-        );
-        let summary = generate(&dir, &p.synth)?;
-        log::info!("{summary}");
-    }
+    ensure_synthetic_set(&config.data.manifest, &p.synth, "the synthetic data set")?;
 
     let stage = |suffix: &str| {
         let mut c = config.clone();
@@ -169,8 +171,22 @@ pub fn run_pipeline(
     let final_of = |c: &Config| c.run.dir().join("final");
     let mut rows = Vec::new();
 
-    // 1. SFT cold start on the manifest's rationales.
+    // 0. Perception pre-training of the vision tower, if asked for.
     let mut cold = stage("cold");
+    if p.pretrain {
+        let pre = stage("pretrain");
+        if !final_of(&pre).join("config.json").is_file() {
+            log::info!(
+                "pipeline: perception pre-training ({})",
+                pre.run.dir().display()
+            );
+            run_pretrain(&pre, device).map_err(|e| stage_err("pretrain")(e.to_string()))?;
+        }
+        cold.model.path = Some(final_of(&pre));
+        cold.model.tokenizer = None;
+    }
+
+    // 1. SFT cold start on the manifest's rationales.
     cold.optim = p.sft_optim.clone();
     cold.sft.mode = SftMode::ColdStart;
     let t = Instant::now();
@@ -220,7 +236,7 @@ pub fn run_pipeline(
 
     // 3. SFT cool-off on GRPO's correct rollouts, rating-first.
     let mut cool = stage("cooloff");
-    cool.optim = p.sft_optim.clone();
+    cool.optim = p.cooloff_optim.as_ref().unwrap_or(&p.sft_optim).clone();
     cool.model.path = Some(final_of(&grpo));
     cool.model.tokenizer = None;
     cool.sft.mode = SftMode::CoolOff;

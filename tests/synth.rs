@@ -225,3 +225,27 @@ fn refuses_other_directories() {
         "synth config: fps must be between 1 and 60, got 0"
     );
 }
+
+#[test]
+fn a_run_gets_the_set_its_config_names_or_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("set/manifest.jsonl");
+    synth::ensure_synthetic_set(&manifest, &small(1), "test set").unwrap();
+    let written = std::fs::read(&manifest).unwrap();
+    // Same config: reused as is.
+    synth::ensure_synthetic_set(&manifest, &small(1), "test set").unwrap();
+    assert_eq!(std::fs::read(&manifest).unwrap(), written);
+    // Another config: refused, not silently used.
+    let other = SynthConfig {
+        videos: 9,
+        ..small(1)
+    };
+    let e = synth::ensure_synthetic_set(&manifest, &other, "test set").unwrap_err();
+    assert!(e.to_string().contains("videos 8 → 9"), "{e}");
+    // A user's own manifest (no synth.json beside it) is left alone.
+    let own = dir.path().join("own/manifest.jsonl");
+    std::fs::create_dir_all(own.parent().unwrap()).unwrap();
+    std::fs::write(&own, "").unwrap();
+    synth::ensure_synthetic_set(&own, &small(1), "test set").unwrap();
+    assert_eq!(std::fs::read_dir(own.parent().unwrap()).unwrap().count(), 1);
+}

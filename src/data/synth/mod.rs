@@ -37,4 +37,4 @@ pub mod write;
 pub use config::{InvalidSynthConfig, SynthConfig};
 pub use plan::{DimensionScore, VideoPlan, plan_set, render_video};
 pub use stats::{DimensionSummary, SynthSummary, summarise};
-pub use write::{GENERATOR_VERSION, SynthError, generate};
+pub use write::{GENERATOR_VERSION, SynthError, ensure_synthetic_set, generate};

@@ -107,6 +107,27 @@ pub fn generate(out_dir: &Path, cfg: &SynthConfig) -> Result<SynthSummary, Synth
     Ok(summarise(&plans, false))
 }
 
+/// Makes `manifest` the synthetic set `cfg` describes: writes the set into
+/// the manifest's directory when it is missing or incomplete, leaves a
+/// complete set of the same config alone, and refuses a set made with
+/// another config ([`SynthError::DifferentConfig`]) rather than letting a run
+/// silently judge other data than its config says. A manifest whose
+/// directory holds no `synth.json` is a user's own data set: left alone.
+/// `what` names the set in the log.
+pub fn ensure_synthetic_set(
+    manifest: &Path,
+    cfg: &SynthConfig,
+    what: &str,
+) -> Result<(), SynthError> {
+    let dir = manifest.parent().map(Path::to_path_buf).unwrap_or_default();
+    if manifest.is_file() && !dir.join(STAMP).is_file() {
+        return Ok(());
+    }
+    let summary = generate(&dir, cfg)?;
+    log::info!("{what} in {}: {summary}", dir.display());
+    Ok(())
+}
+
 /// Decides what to do with an existing output directory: `Ok(true)` when it
 /// already holds exactly this set, `Ok(false)` when it is missing, empty,
 /// or an incomplete run of this config (generation then overwrites it).
