@@ -50,8 +50,8 @@ enum Command {
     Synth(SynthArgs),
     /// Validate a config and print it with every default filled in.
     Config(ConfigArgs),
-    /// The whole recipe: synth (if missing) → SFT cold start → eval → GRPO →
-    /// eval → SFT cool-off → eval, then the stage table.
+    /// The whole recipe: synth (if missing) → [pretrain] → SFT cold start →
+    /// eval → GRPO → eval → SFT cool-off → eval, then the stage table.
     Pipeline(ConfigArgs),
     /// Run GRPO (writes runs/<name>/ and rollouts/<name>/cooloff.jsonl).
     Train {
