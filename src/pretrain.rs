@@ -22,8 +22,9 @@
 //! (`sft.freeze_vision`, `grpo.freeze_vision`).
 //!
 //! The stage is short (minutes) and has no mid-run checkpoints: an
-//! interrupted run starts again. Its export is written to a temporary
-//! directory and renamed into place, so `final/` is never half-written.
+//! interrupted run starts again. Its export, like every `final/`
+//! ([`export_model`]), replaces the directory whole, so `final/` is never
+//! half-written.
 
 use crate::config::{Config, Rules, Validate};
 use crate::data::synth::{SynthConfig, SynthError, ensure_synthetic_set};
@@ -38,7 +39,7 @@ use crate::optim::{OptimConfig, OptimError, Optimizer, StepOutcome};
 use crate::progress::Progress;
 use crate::rng::Rng;
 use crate::schedule::ScheduleKind;
-use crate::video::{OrderedPool, load_clip};
+use crate::video::load_clips;
 use burn::module::{Module, Param};
 use burn::nn::Linear;
 use burn::optim::GradientsParams;
@@ -47,7 +48,6 @@ use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 /// The dimensions the head regresses, in output order. Alignment is not
@@ -249,36 +249,23 @@ pub struct PretrainSummary {
     pub final_dir: PathBuf,
 }
 
-/// Decodes and prepares `clips` on the video workers; a clip that fails is
-/// logged and counted, not fatal.
+/// Decodes `clips` on the video workers and prepares them for the tower; a
+/// clip that fails is logged with its path and reason and counted, not fatal.
 fn prepare_clips(
     clips: Vec<ClipTarget>,
     spec: &InputSpec,
 ) -> (Vec<(HostVideo, ClipTarget)>, usize) {
-    let spec = Arc::new(spec.clone());
-    let workers = spec.video.workers;
-    let depth = spec.video.queue_depth;
-    let job_spec = Arc::clone(&spec);
-    let pool = OrderedPool::new(clips.clone(), workers, depth, move |clip: ClipTarget| {
-        load_clip(&clip.video, &job_spec.video)
-            .map_err(InputError::from)
-            .and_then(|decoded| prepare_video(&decoded, &job_spec))
-    });
+    let paths = clips.iter().map(|c| c.video.clone()).collect();
     let mut ready = Vec::new();
     let mut skipped = 0;
-    for (result, clip) in pool.zip(clips) {
-        match result {
-            Ok(Ok(video)) => ready.push((video, clip)),
-            Ok(Err(e)) => {
+    for (decoded, clip) in load_clips(paths, &spec.video).zip(clips) {
+        let prepared = decoded
+            .map_err(InputError::from)
+            .and_then(|decoded| prepare_video(&decoded, spec));
+        match prepared {
+            Ok(video) => ready.push((video, clip)),
+            Err(e) => {
                 log::warn!("pretrain: skipping {}: {e}", clip.video.display());
-                skipped += 1;
-            }
-            Err(panic) => {
-                log::warn!(
-                    "pretrain: skipping {}: the worker panicked: {}",
-                    clip.video.display(),
-                    panic.0
-                );
                 skipped += 1;
             }
         }
@@ -401,7 +388,7 @@ pub fn run_pretrain(cfg: &Config, device: &Device) -> Result<PretrainSummary, Pr
     }
     model.model.visual = probe.visual;
     let final_dir = run_dir.join("final");
-    export_atomically(
+    export_model(
         &model.valid(),
         &loaded.config_json,
         &loaded.tokenizer,
@@ -428,34 +415,6 @@ pub fn run_pretrain(cfg: &Config, device: &Device) -> Result<PretrainSummary, Pr
         source,
     })?;
     Ok(summary)
-}
-
-/// Exports into a temporary sibling directory, then renames it to `dir`, so
-/// `dir` is either absent or complete.
-fn export_atomically(
-    model: &crate::model::QwenVl,
-    config_json: &str,
-    tokenizer: &crate::text::Tokenizer,
-    dir: &Path,
-) -> Result<(), PretrainError> {
-    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
-    let tmp = dir.with_file_name(format!(".tmp-{}", name.unwrap_or_default()));
-    let io = |action, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| PretrainError::Io {
-            action,
-            path,
-            source,
-        }
-    };
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(io("remove", &tmp))?;
-    }
-    export_model(model, config_json, tokenizer, &tmp)?;
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).map_err(io("replace", dir))?;
-    }
-    std::fs::rename(&tmp, dir).map_err(io("rename into", dir))
 }
 
 /// Whether two paths name the same existing file (or are equal as written).
