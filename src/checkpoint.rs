@@ -15,6 +15,10 @@
 //! removed by the next save. What goes *inside* a checkpoint (weights,
 //! optimizer, RNG and data cursor) is the trainer's business: it passes a
 //! closure that fills the directory.
+//!
+//! The directory swap itself, [`replace_dir`], is shared with every other
+//! directory that must never be seen half-written (a stage's `final/`
+//! model export).
 
 use std::path::{Path, PathBuf};
 
@@ -34,6 +38,55 @@ pub enum CheckpointError {
     NotACheckpoint { path: PathBuf },
     #[error("writing checkpoint {path}: {message}")]
     Write { path: PathBuf, message: String },
+}
+
+impl From<DirIoError> for CheckpointError {
+    fn from(e: DirIoError) -> Self {
+        CheckpointError::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
+/// An I/O failure while writing or swapping a directory in [`replace_dir`].
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {source}")]
+pub struct DirIoError {
+    pub path: PathBuf,
+    pub source: std::io::Error,
+}
+
+fn dir_io(path: &Path) -> impl Fn(std::io::Error) -> DirIoError + '_ {
+    move |source| DirIoError {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Replaces the directory `dest` (absent or not) with one that `fill`
+/// writes: `fill` writes into the temporary sibling `.tmp-<name>` (a leftover
+/// one from a crash is removed first), its files are synced, then it is
+/// renamed to `dest`. A crash at any moment leaves `dest` as it was, absent,
+/// or complete — never partly written. A failing `fill` leaves `dest`
+/// untouched and its temporary directory behind (removed by the next call).
+pub fn replace_dir<E: From<DirIoError>>(
+    dest: &Path,
+    fill: impl FnOnce(&Path) -> Result<(), E>,
+) -> Result<(), E> {
+    let name = dest.file_name().map(|n| n.to_string_lossy().into_owned());
+    let tmp = dest.with_file_name(format!("{TMP_PREFIX}{}", name.unwrap_or_default()));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(dir_io(&tmp))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(dir_io(&tmp))?;
+    fill(&tmp)?;
+    sync_dir_files(&tmp)?;
+    if dest.exists() {
+        std::fs::remove_dir_all(dest).map_err(dir_io(dest))?;
+    }
+    std::fs::rename(&tmp, dest).map_err(dir_io(dest))?;
+    Ok(())
 }
 
 /// How a run should start.
@@ -105,19 +158,15 @@ impl CheckpointDir {
         std::fs::create_dir_all(&self.root).map_err(io(&self.root))?;
         self.remove_temporaries()?;
         let name = step_name(step);
-        let tmp = self.root.join(format!("{TMP_PREFIX}{name}"));
-        std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-        fill(&tmp).map_err(|e| CheckpointError::Write {
-            path: tmp.clone(),
-            message: e.to_string(),
-        })?;
-        sync_dir_files(&tmp)?;
+        // An existing `dest` is a step saved again (e.g. Ctrl-C right after
+        // a periodic save).
         let dest = self.root.join(&name);
-        if dest.exists() {
-            // Re-saving a step (e.g. Ctrl-C right after a periodic save).
-            std::fs::remove_dir_all(&dest).map_err(io(&dest))?;
-        }
-        std::fs::rename(&tmp, &dest).map_err(io(&dest))?;
+        replace_dir(&dest, |tmp| {
+            fill(tmp).map_err(|e| CheckpointError::Write {
+                path: tmp.to_path_buf(),
+                message: e.to_string(),
+            })
+        })?;
         self.write_latest(&name)?;
         self.prune()?;
         Ok(dest)
@@ -186,7 +235,8 @@ impl CheckpointDir {
             f.sync_all().map_err(io(&tmp))?;
         }
         std::fs::rename(&tmp, &path).map_err(io(&path))?;
-        sync_dir(&self.root)
+        sync_dir(&self.root)?;
+        Ok(())
     }
 
     fn prune(&self) -> Result<(), CheckpointError> {
@@ -219,13 +269,13 @@ impl CheckpointDir {
 }
 
 /// fsyncs every file in `dir` and the directory itself.
-fn sync_dir_files(dir: &Path) -> Result<(), CheckpointError> {
-    for entry in std::fs::read_dir(dir).map_err(io(dir))? {
-        let path = entry.map_err(io(dir))?.path();
+fn sync_dir_files(dir: &Path) -> Result<(), DirIoError> {
+    for entry in std::fs::read_dir(dir).map_err(dir_io(dir))? {
+        let path = entry.map_err(dir_io(dir))?.path();
         if path.is_file() {
             std::fs::File::open(&path)
                 .and_then(|f| f.sync_all())
-                .map_err(io(&path))?;
+                .map_err(dir_io(&path))?;
         } else if path.is_dir() {
             sync_dir_files(&path)?;
         }
@@ -233,10 +283,10 @@ fn sync_dir_files(dir: &Path) -> Result<(), CheckpointError> {
     sync_dir(dir)
 }
 
-fn sync_dir(dir: &Path) -> Result<(), CheckpointError> {
+fn sync_dir(dir: &Path) -> Result<(), DirIoError> {
     std::fs::File::open(dir)
         .and_then(|f| f.sync_all())
-        .map_err(io(dir))
+        .map_err(dir_io(dir))
 }
 
 #[cfg(test)]
@@ -291,6 +341,38 @@ mod tests {
             })
             .count();
         assert_eq!(leftovers, 0);
+    }
+
+    #[test]
+    fn replace_dir_swaps_the_whole_directory_or_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        let dest = root.path().join("final");
+        replace_dir(&dest, |d| write_marker(d, "one").map_err(|e| dir_io(d)(e))).unwrap();
+        std::fs::write(dest.join("stale.txt"), "old").unwrap();
+        // A failing fill leaves the previous directory as it was.
+        let err = replace_dir(&dest, |d| {
+            write_marker(d, "half").map_err(|e| dir_io(d)(e))?;
+            Err(dir_io(d)(std::io::Error::other("disk full")))
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("disk full"), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(dest.join("state.txt")).unwrap(),
+            "one"
+        );
+        // A successful one replaces it whole (no file of the old one stays)
+        // and clears the failed attempt's temporary directory.
+        replace_dir(&dest, |d| write_marker(d, "two").map_err(|e| dir_io(d)(e))).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dest.join("state.txt")).unwrap(),
+            "two"
+        );
+        assert!(!dest.join("stale.txt").exists());
+        let names: Vec<String> = std::fs::read_dir(root.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, vec!["final".to_string()]);
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! run can export its result with the same config and a later stage can
 //! checkpoint it.
 
+use crate::checkpoint::{DirIoError, replace_dir};
 use crate::config::{Rules, Validate};
 use crate::default_model::{TINY_CONFIG_JSON, tiny_config, tiny_model};
 use crate::model::{ModelError, QwenVl, QwenVlConfig};
@@ -70,6 +71,8 @@ pub enum ModelSourceError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("writing the model export: {0}")]
+    Export(#[from] DirIoError),
 }
 
 /// Where a model came from (for reports).
@@ -180,38 +183,28 @@ fn resolve_tokenizer(
 /// Writes `model` as a HF directory with its `config.json` and a
 /// `tokenizer.json`, so `[model] path` (and transformers) can load it.
 ///
-/// The files go into a temporary sibling directory that then replaces
-/// `dir` as a whole, so `dir` is either the previous export or the complete
-/// new one: a crash mid-export never leaves a `config.json` beside missing
-/// weights, which `vgrpo pipeline` would take for a finished stage.
+/// `dir` is replaced whole ([`replace_dir`]): a crash mid-export leaves the
+/// previous export, no directory, or the complete new one — never a
+/// `config.json` beside missing weights, which `vgrpo pipeline` would take
+/// for a finished stage.
 pub fn export_model(
     model: &QwenVl,
     config_json: &str,
     tokenizer: &Tokenizer,
     dir: &Path,
 ) -> Result<(), ModelSourceError> {
-    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
-    let tmp = dir.with_file_name(format!(".tmp-{}", name.unwrap_or_default()));
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| ModelSourceError::Io { path, source }
-    };
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
-    }
-    model
-        .export_hf(Some(config_json), &tmp)
-        .map_err(|source| ModelSourceError::Model {
-            path: tmp.display().to_string(),
-            source,
-        })?;
-    let path = tmp.join("tokenizer.json");
-    let text = tokenizer_json(tokenizer)?;
-    std::fs::write(&path, text).map_err(io(&path))?;
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).map_err(io(dir))?;
-    }
-    std::fs::rename(&tmp, dir).map_err(io(dir))
+    replace_dir(dir, |tmp| {
+        model
+            .export_hf(Some(config_json), tmp)
+            .map_err(|source| ModelSourceError::Model {
+                path: tmp.display().to_string(),
+                source,
+            })?;
+        let path = tmp.join("tokenizer.json");
+        let text = tokenizer_json(tokenizer)?;
+        std::fs::write(&path, text).map_err(|source| DirIoError { path, source })?;
+        Ok(())
+    })
 }
 
 /// The `tokenizer.json` text of a loaded tokenizer: its source file, or the
