@@ -16,8 +16,10 @@
 //! `mjpeg`; all three ship with Debian's libavcodec.
 //!
 //! Output is reproducible: the muxer and encoders run with FFmpeg's
-//! `bitexact` flags (no random Matroska UIDs, no version strings) and the
-//! default of one encoder thread, so the same frames give the same bytes.
+//! `bitexact` flags (no random Matroska UIDs, no version strings), the
+//! default of one encoder thread, a bit-exact RGB→YUV conversion and x264's
+//! CPU-independent routines, so the same frames give the same bytes on any
+//! machine.
 //!
 //! Thread safety: a [`VideoWriter`] holds an swscale context
 //! (`ffmpeg_next::software::scaling::Context`), which is not `Send`, so a
@@ -139,6 +141,14 @@ impl VideoCodec {
             VideoCodec::H264 => {
                 opts.set("preset", "veryfast");
                 opts.set("crf", &quality.to_string());
+                // x264 picks its SIMD routines per CPU, and on AVX-512
+                // machines (like this project's) the output depended on
+                // memory it never wrote: the first frame's top-right
+                // macroblocks changed with whatever the process had freed
+                // before, so the same frames gave different videos. The portable routines make
+                // the output a function of the frames alone, on any CPU, at
+                // no measurable cost for clips this size.
+                opts.set("x264-params", "cpu-independent=1");
             }
             VideoCodec::Vp9 => {
                 // Constant-quality mode needs a zero target bit rate; vp9's
@@ -429,7 +439,9 @@ impl VideoWriter {
             settings.codec.pixel_format(),
             width,
             height,
-            scaling::Flags::BILINEAR,
+            // Bit-exact: the converter's SIMD paths round differently per
+            // CPU, and a synthetic data set must be the same bytes anywhere.
+            scaling::Flags::BILINEAR | scaling::Flags::BITEXACT | scaling::Flags::ACCURATE_RND,
         )
         .map_err(ff("make the RGB to YUV converter"))?;
 
