@@ -18,17 +18,30 @@
 //! run directories are kept under `runs/`), so an interrupted benchmark
 //! continues where it stopped.
 //!
+//! Beside each seed's GRPO − cold start difference the benchmark prints its
+//! paired-bootstrap standard deviation over the test videos
+//! ([`paired_srcc_difference`]): how large a difference the test split can
+//! resolve at all.
+//!
 //! Run: `cargo bench --bench learning` (add
 //! `-- --config configs/quickstart.toml --seeds 0,1,2`). About 3 × the
 //! pipeline's wall time. Exits non-zero when a claim fails.
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use vgrpo::config;
+use vgrpo::data::Dimension;
+use vgrpo::eval::{PairedScores, Prediction, paired_srcc_difference};
 use vgrpo::grpo::advantage::mean_and_sample_std;
+use vgrpo::jsonl::read_rows;
 use vgrpo::pipeline::{PipelineSummary, StageRow, run_pipeline};
+use vgrpo::rng::Rng;
+
+/// Bootstrap resamples of the test videos per seed.
+const RESAMPLES: usize = 1000;
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
@@ -40,6 +53,36 @@ fn arg(name: &str) -> Option<String> {
 /// Mean SRCC over the dimensions of each stage row, in stage order.
 fn stage_means(summary: &PipelineSummary) -> Vec<f64> {
     summary.rows.iter().map(StageRow::mean_srcc).collect()
+}
+
+/// Each dimension's test predictions of two stages, paired by row id (a
+/// row only one stage scored is left out).
+fn paired_scores(first: &StageRow, second: &StageRow) -> Result<Vec<PairedScores>> {
+    let read = |row: &StageRow| -> Result<Vec<Prediction>> {
+        let path = row.eval_dir.join("predictions.jsonl");
+        read_rows(&path).with_context(|| format!("reading {}", path.display()))
+    };
+    let (a, b) = (read(first)?, read(second)?);
+    let b_by_id: HashMap<&str, &Prediction> = b.iter().map(|p| (p.id.as_str(), p)).collect();
+    let mut dims = Vec::new();
+    for dimension in Dimension::ALL {
+        let mut scores = PairedScores {
+            truth: Vec::new(),
+            first: Vec::new(),
+            second: Vec::new(),
+        };
+        for p in a.iter().filter(|p| p.dimension == dimension) {
+            if let Some(q) = b_by_id.get(p.id.as_str()) {
+                scores.truth.push(f64::from(p.mos));
+                scores.first.push(f64::from(p.score));
+                scores.second.push(f64::from(q.score));
+            }
+        }
+        if !scores.truth.is_empty() {
+            dims.push(scores);
+        }
+    }
+    Ok(dims)
 }
 
 fn main() -> Result<()> {
@@ -67,11 +110,19 @@ fn main() -> Result<()> {
         eprintln!("seed {seed}: pipeline into {}", cfg.run.dir().display());
         let summary = run_pipeline(&cfg, &device, &interrupt)?;
         let means = stage_means(&summary);
+        let gain = paired_srcc_difference(
+            &paired_scores(&summary.rows[0], &summary.rows[1])?,
+            RESAMPLES,
+            &mut Rng::stream(seed, "learning-bootstrap"),
+        )?;
         println!(
-            "seed {seed}: mean SRCC  cold start {:+.3}  + GRPO {:+.3}  + cool-off {:+.3}  ({:.1} min)",
+            "seed {seed}: mean SRCC  cold start {:+.3}  + GRPO {:+.3}  + cool-off {:+.3}  \
+             (GRPO − cold start {:+.3} ± {:.3} test-split bootstrap sd; {:.1} min)",
             means[0],
             means[1],
             means[2],
+            gain.observed,
+            gain.sd,
             summary.seconds / 60.0
         );
         per_seed.push(means);

@@ -1,4 +1,5 @@
-//! Rollout throughput: G = 8 judgements per video on the embedded tiny model.
+//! Rollout and update throughput: G = 8 judgements per video on the
+//! embedded tiny model.
 //!
 //! Compares, in one process and on the same inputs:
 //! - `engine`: the rollout engine — one prefill per prompt, KV cache
@@ -21,9 +22,16 @@
 //! speed-up is the median of the per-pair ratios (robust to other jobs on
 //! the machine); the transformers ratio is of median rates.
 //!
+//! The update side (`update`) times what a GRPO step does with the
+//! rollouts: teacher-forced log-probs of the P·G completions and their
+//! backward pass, `grouped` (one prompt row per group, its keys/values
+//! shared by the G completions, as the trainer runs whole groups) against
+//! `repeated` (the prompt and video repeated on every row, as a plain
+//! concatenated batch does). Alternating runs, median of per-pair ratios.
+//!
 //! Run: `cargo bench --bench rollout` (add `-- --prompts 4 --tokens 48
-//! --reps 5`, or `--only engine|naive|hf` to run one side, e.g. under a
-//! profiler).
+//! --reps 5`, or `--only engine|naive|hf|update` to run one side, e.g.
+//! under a profiler).
 
 use burn::tensor::Device;
 use std::path::Path;
@@ -32,6 +40,7 @@ use std::time::Instant;
 use vgrpo::default_model::{TINY_CONFIG_JSON, tiny_model};
 use vgrpo::inputs::{HostVideo, InputSpec, judge_prompt, prepare_video};
 use vgrpo::model::QwenVl;
+use vgrpo::model::logprob::{CompletionBatch, completion_logprobs};
 use vgrpo::rng::Rng;
 use vgrpo::rollout::{GroupPrompt, RolloutConfig, Tokens, generate, left_padded_batch};
 use vgrpo::sampling::SamplingConfig;
@@ -244,7 +253,87 @@ fn main() {
             );
         }
     }
+    if runs("update") {
+        update_speed(
+            &prompt_ids,
+            &host,
+            &tokens,
+            prompts_n,
+            group,
+            max_tokens,
+            reps,
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Times the teacher-forced log-probs + backward of `prompts_n × group`
+/// completions of `max_tokens` random tokens, grouped vs repeated prompts.
+fn update_speed(
+    prompt_ids: &[u32],
+    host: &HostVideo,
+    tokens: &Tokens,
+    prompts_n: usize,
+    group: usize,
+    max_tokens: usize,
+    reps: usize,
+) {
+    let device = Device::default().autodiff();
+    let model = tiny_model(0, &device).expect("tiny model");
+    let prompts: Vec<GroupPrompt> = (0..prompts_n as u64)
+        .map(|g| GroupPrompt {
+            group: g,
+            ids: prompt_ids.iter().map(|&i| i64::from(i)).collect(),
+            video: Some(host.to_input(&device)),
+        })
+        .collect();
+    let mut rng = Rng::new(1);
+    let vocab = model.config.text.vocab_size;
+    let completions: Vec<Vec<i64>> = (0..prompts_n * group)
+        .map(|_| (0..max_tokens).map(|_| rng.index(vocab) as i64).collect())
+        .collect();
+    let pad = i64::from(tokens.pad);
+    let grouped = CompletionBatch::new(
+        &left_padded_batch(&prompts, tokens),
+        group,
+        &completions,
+        pad,
+    )
+    .expect("grouped batch");
+    let each_row = prompts.iter().flat_map(|p| std::iter::repeat_n(p, group));
+    let repeated = CompletionBatch::new(&left_padded_batch(each_row, tokens), 1, &completions, pad)
+        .expect("repeated batch");
+    let step = |batch: &CompletionBatch| {
+        let t = Instant::now();
+        let logp = completion_logprobs(&model, batch, 1.0, &device).expect("log-probs");
+        let _grads = logp.sum().backward();
+        t.elapsed().as_secs_f64()
+    };
+    step(&grouped); // warm-up
+    let (mut g_times, mut r_times, mut ratios) = (vec![], vec![], vec![]);
+    for _ in 0..reps {
+        let (g, r) = (step(&grouped), step(&repeated));
+        g_times.push(g);
+        r_times.push(r);
+        ratios.push(r / g);
+    }
+    let ms = |times: &[f64]| {
+        let (median, lo, hi) = summary(times);
+        format!(
+            "{:.0} ms (range {:.0}–{:.0})",
+            median * 1e3,
+            lo * 1e3,
+            hi * 1e3
+        )
+    };
+    println!(
+        "update, {} completions × {max_tokens} tokens, log-probs + backward: grouped {}, repeated {}",
+        prompts_n * group,
+        ms(&g_times),
+        ms(&r_times)
+    );
+    let (median, lo, hi) = summary(&ratios);
+    println!("update speed-up, grouped vs repeated: {median:.2}× (range {lo:.2}–{hi:.2})");
 }
 
 /// A 2 s 96×64 clip with motion, encoded and decoded for real, as the

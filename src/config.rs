@@ -423,6 +423,59 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The settings in which `self` differs from `other`, as
+    /// `key: other's value → self's value` with dotted keys, in key order
+    /// (empty when the two are the same config).
+    pub fn differences_from(&self, other: &Config) -> Vec<String> {
+        let (old, new) = (flat_settings(other), flat_settings(self));
+        let keys: std::collections::BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+        let show = |v: Option<&String>| v.map_or("(unset)".to_string(), String::clone);
+        keys.into_iter()
+            .filter(|k| old.get(*k) != new.get(*k))
+            .map(|k| format!("{k}: {} → {}", show(old.get(k)), show(new.get(k))))
+            .collect()
+    }
+}
+
+/// Every leaf of the resolved config under its dotted key.
+fn flat_settings(config: &Config) -> std::collections::BTreeMap<String, String> {
+    fn walk(
+        prefix: &str,
+        value: &toml::Value,
+        out: &mut std::collections::BTreeMap<String, String>,
+    ) {
+        match value {
+            toml::Value::Table(table) => {
+                for (k, v) in table {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&key, v, out);
+                }
+            }
+            // An f32 setting widened to f64 prints as it was written (0.04,
+            // not 0.03999999910593033).
+            toml::Value::Float(f) if f64::from(*f as f32) == *f => {
+                out.insert(prefix.to_string(), (*f as f32).to_string());
+            }
+            leaf => {
+                out.insert(prefix.to_string(), leaf.to_string());
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    match toml::Value::try_from(config) {
+        Ok(value) => walk("", &value, &mut out),
+        Err(e) => {
+            out.insert(String::new(), format!("(not serializable: {e})"));
+        }
+    }
+    out
+}
+
 /// Where `key` (dotted) was set: the last `--set` that wrote it or a parent
 /// of it, else its position in the file, else (absent) its default.
 fn origin_of(path: &Path, text: &str, overrides: &[Override], key: &str) -> Origin {
@@ -617,6 +670,21 @@ mod tests {
         let c = parse("[run]\nseed = 4\n", &[]).unwrap();
         let again = parse(&c.to_toml(), &[]).unwrap();
         assert_eq!(c, again);
+    }
+
+    #[test]
+    fn differences_name_each_changed_key_with_both_values() {
+        let a = parse("[run]\nseed = 4\n[sft]\nepochs = 2\n", &[]).unwrap();
+        let b = parse(
+            "[run]\nseed = 4\n[sft]\nepochs = 6\n[grpo]\nkl_coef = 0.1\n",
+            &[],
+        )
+        .unwrap();
+        assert!(a.differences_from(&a).is_empty());
+        assert_eq!(
+            b.differences_from(&a),
+            vec!["grpo.kl_coef: 0.04 → 0.1", "sft.epochs: 2 → 6"]
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! one from its latest checkpoint.
 
 use crate::checkpoint::Resume;
-use crate::config::{Config, Rules, Validate};
+use crate::config::{self, Config, Rules, Validate};
 use crate::data::Dimension;
 use crate::data::synth::{SynthConfig, ensure_synthetic_set};
 use crate::eval::report::EvalReport;
@@ -97,6 +97,12 @@ pub enum PipelineError {
         stage: &'static str,
         message: String,
     },
+    #[error(
+        "{} holds a finished run of another config ({differences}); delete that directory to \
+         redo the stage with this config, or give the pipeline another run.name",
+        dir.display()
+    )]
+    StaleStage { dir: PathBuf, differences: String },
     #[error("the GRPO stage was interrupted; rerun the pipeline to continue it")]
     Interrupted,
     #[error("writing {path}: {source}")]
@@ -116,6 +122,8 @@ pub struct StageRow {
     pub stage: String,
     pub model: PathBuf,
     pub report: EvalReport,
+    /// Where the evaluation wrote `report.json` and `predictions.jsonl`.
+    pub eval_dir: PathBuf,
     /// Wall time of the stage's training (0 for the base model) and eval.
     pub train_seconds: f64,
     pub eval_seconds: f64,
@@ -168,14 +176,14 @@ pub fn run_pipeline(
         c.run.name = format!("{name}-{suffix}");
         c
     };
-    let final_of = |c: &Config| c.run.dir().join("final");
+    let final_of = |c: &Config| c.run.dir().join(FINAL);
     let mut rows = Vec::new();
 
     // 0. Perception pre-training of the vision tower, if asked for.
     let mut cold = stage("cold");
     if p.pretrain {
         let pre = stage("pretrain");
-        if !final_of(&pre).join("config.json").is_file() {
+        if !finished(&pre)? {
             log::info!(
                 "pipeline: perception pre-training ({})",
                 pre.run.dir().display()
@@ -190,7 +198,7 @@ pub fn run_pipeline(
     cold.optim = p.sft_optim.clone();
     cold.sft.mode = SftMode::ColdStart;
     let t = Instant::now();
-    if !final_of(&cold).join("config.json").is_file() {
+    if !finished(&cold)? {
         log::info!("pipeline: SFT cold start ({})", cold.run.dir().display());
         run_sft(&cold, &Resume::Auto, device)
             .map_err(|e| stage_err("cold start")(e.to_string()))?;
@@ -216,7 +224,7 @@ pub fn run_pipeline(
         .rollouts_dir
         .join(&grpo.run.name)
         .join("cooloff.jsonl");
-    if !final_of(&grpo).join("config.json").is_file() {
+    if !finished(&grpo)? {
         log::info!("pipeline: GRPO ({})", grpo.run.dir().display());
         let summary = train(&grpo, &Resume::Auto, device, interrupt)
             .map_err(|e| stage_err("grpo")(e.to_string()))?;
@@ -243,7 +251,7 @@ pub fn run_pipeline(
     cool.sft.cooloff = Some(cooloff_data);
     cool.sft.epochs = p.cooloff_epochs;
     let t = Instant::now();
-    if !final_of(&cool).join("config.json").is_file() {
+    if !finished(&cool)? {
         log::info!("pipeline: SFT cool-off ({})", cool.run.dir().display());
         run_sft(&cool, &Resume::Auto, device).map_err(|e| stage_err("cool-off")(e.to_string()))?;
     }
@@ -273,8 +281,40 @@ pub fn run_pipeline(
     Ok(summary)
 }
 
-/// Evaluates a stage's exported model on the test split (cached in
-/// `<run dir>/eval/report.json`).
+/// A stage's exported model, inside its run directory.
+const FINAL: &str = "final";
+
+/// Whether `stage` already ran to the end with this very config: then its
+/// `final/` is reused. A finished run of another config is refused with the
+/// settings that differ, rather than reported under this config's name.
+/// `[eval]` settings do not count: they do not change the trained model
+/// ([`evaluate`] redoes the evaluation instead).
+fn finished(stage: &Config) -> Result<bool, PipelineError> {
+    let dir = stage.run.dir();
+    if !dir.join(FINAL).join("config.json").is_file() {
+        return Ok(false);
+    }
+    let stale = |differences: String| PipelineError::StaleStage {
+        dir: dir.clone(),
+        differences,
+    };
+    let saved = config::load(&dir.join("config.toml"), &[])
+        .map_err(|e| stale(format!("its config.toml cannot be read: {e}")))?;
+    let differences: Vec<String> = stage
+        .differences_from(&saved)
+        .into_iter()
+        .filter(|d| !d.starts_with("eval."))
+        .collect();
+    if differences.is_empty() {
+        Ok(true)
+    } else {
+        Err(stale(differences.join(", ")))
+    }
+}
+
+/// Evaluates a stage's exported model on the test split. The result is
+/// cached in `<run dir>/eval/` with the config that produced it
+/// (`eval/config.toml`) and reused only for that same config.
 fn evaluate(
     stage_cfg: &Config,
     label: &str,
@@ -284,21 +324,25 @@ fn evaluate(
     device: &Device,
 ) -> Result<StageRow, PipelineError> {
     let dir = stage_cfg.run.dir().join("eval");
-    let cached = dir.join("report.json");
+    let mut cfg = stage_cfg.clone();
+    cfg.model.path = Some(model.clone());
+    cfg.model.tokenizer = None;
+    cfg.eval.order = order;
     let t = Instant::now();
-    let report = match std::fs::read_to_string(&cached)
+    let same_config = config::load(&dir.join("config.toml"), &[])
+        .is_ok_and(|saved| cfg.differences_from(&saved).is_empty());
+    let cached = std::fs::read_to_string(dir.join("report.json"))
         .ok()
-        .and_then(|text| serde_json::from_str::<EvalReport>(&text).ok())
-    {
-        Some(report) => report,
-        None => {
-            let mut cfg = stage_cfg.clone();
-            cfg.model.path = Some(model.clone());
-            cfg.model.tokenizer = None;
-            cfg.eval.order = order;
+        .and_then(|text| serde_json::from_str::<EvalReport>(&text).ok());
+    let report = match cached {
+        Some(report) if same_config => report,
+        _ => {
             log::info!("pipeline: evaluating {label}");
             let out = run_eval(&cfg, device).map_err(|e| stage_err("eval")(e.to_string()))?;
             out.write(&dir)
+                .map_err(|e| stage_err("eval")(e.to_string()))?;
+            // Written last: a config.toml beside a report means the report is complete.
+            cfg.write_resolved(&dir)
                 .map_err(|e| stage_err("eval")(e.to_string()))?;
             out.report
         }
@@ -307,6 +351,7 @@ fn evaluate(
         stage: label.to_string(),
         model,
         report,
+        eval_dir: dir,
         train_seconds,
         eval_seconds: t.elapsed().as_secs_f64(),
     })
@@ -376,4 +421,58 @@ pub fn stage_table(rows: &[StageRow]) -> String {
 fn mean(values: &[Option<f64>]) -> Option<f64> {
     (!values.is_empty())
         .then(|| values.iter().map(|v| v.unwrap_or(0.0)).sum::<f64>() / values.len() as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stage config writing under `root`, with `extra` TOML appended.
+    fn stage(root: &Path, extra: &str) -> Config {
+        let text = format!(
+            "[run]\nname = \"demo-cold\"\nout_dir = \"{}\"\n{extra}",
+            root.display()
+        );
+        config::from_str(Path::new("stage.toml"), &text, &[]).unwrap()
+    }
+
+    /// What a finished stage leaves behind: its config and a final model.
+    fn finish(cfg: &Config) {
+        let dir = cfg.run.dir();
+        cfg.write_resolved(&dir).unwrap();
+        std::fs::create_dir_all(dir.join(FINAL)).unwrap();
+        std::fs::write(dir.join(FINAL).join("config.json"), "{}").unwrap();
+    }
+
+    #[test]
+    fn a_finished_stage_is_reused_only_for_the_same_training_config() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ran = stage(tmp.path(), "[sft]\nepochs = 2\n");
+        assert!(!finished(&ran).unwrap(), "nothing ran yet");
+        finish(&ran);
+        assert!(finished(&ran).unwrap());
+        // Evaluation settings do not change the trained model.
+        let eval_only = stage(
+            tmp.path(),
+            "[sft]\nepochs = 2\n[eval]\nmax_new_tokens = 9\n",
+        );
+        assert!(finished(&eval_only).unwrap());
+        // A training setting does: refused, naming the key and both values.
+        let edited = stage(tmp.path(), "[sft]\nepochs = 6\n");
+        let err = finished(&edited).unwrap_err();
+        assert!(matches!(err, PipelineError::StaleStage { .. }));
+        let message = err.to_string();
+        assert!(message.contains("sft.epochs: 2 → 6"), "{message}");
+        assert!(message.contains("demo-cold"), "{message}");
+    }
+
+    #[test]
+    fn a_finished_stage_without_its_config_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ran = stage(tmp.path(), "");
+        finish(&ran);
+        std::fs::remove_file(ran.run.dir().join("config.toml")).unwrap();
+        let message = finished(&ran).unwrap_err().to_string();
+        assert!(message.contains("config.toml cannot be read"), "{message}");
+    }
 }

@@ -125,6 +125,8 @@ pub enum PretrainError {
     #[error(transparent)]
     Optim(#[from] OptimError),
     #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
     Metrics(#[from] JsonlError),
     #[error(
         "{} has no train video with both a visual and a dynamic score ({skipped} failed to load)",
@@ -344,6 +346,7 @@ pub fn run_pretrain(cfg: &Config, device: &Device) -> Result<PretrainSummary, Pr
         path: run_dir.clone(),
         source,
     })?;
+    cfg.write_resolved(&run_dir)?;
     let mut metrics = JsonlWriter::create(&run_dir.join("metrics.jsonl"))?;
     let progress = Progress::new("pretrain", pre.steps, 0);
     for step in 0..pre.steps {

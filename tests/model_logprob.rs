@@ -45,7 +45,7 @@ fn logprobs_match_transformers(arch: &str) {
     // Row 1's completion is one token shorter: right padding must be ignored.
     let mut completions = completions;
     completions[1].pop();
-    let input = CompletionBatch::new(&prompt, &completions, 0).unwrap();
+    let input = CompletionBatch::new(&prompt, 1, &completions, 0).unwrap();
     let ours = completion_logprobs(&model, &input, 1.0, &device)
         .unwrap()
         .try_into_vec_as::<f32>()
@@ -228,7 +228,7 @@ fn forward_backward(arch: &str) {
     let model = QwenVl::from_hf_dir(&dir, &device).unwrap();
     let reference = Reference::read(&dir.join("reference_batch.safetensors")).unwrap();
     let (prompt, completions) = split(&reference, &device, 4);
-    let input = CompletionBatch::new(&prompt, &completions, 0).unwrap();
+    let input = CompletionBatch::new(&prompt, 1, &completions, 0).unwrap();
     let logp = completion_logprobs(&model, &input, 0.7, &device).unwrap();
     let loss = logp.sum().neg();
     let grads = loss.backward();
@@ -280,19 +280,86 @@ fn shared_group_video_equals_repeated_video() {
             completions[0][..2].to_vec(),
             vec![completions[0][2]],
         ];
-        let run = |prompts: &Batch| {
-            let input = CompletionBatch::new(prompts, &answers, 0).unwrap();
+        let run = |prompts: &Batch, group: usize| {
+            let input = CompletionBatch::new(prompts, group, &answers, 0).unwrap();
             completion_logprobs(&model, &input, 1.0, &device)
                 .unwrap()
                 .try_into_vec_as::<f32>()
                 .unwrap()
         };
-        let (a, b) = (run(&repeated), run(&shared));
-        let worst = a
+        // The prompt repeated per row, its video run once for all rows, and
+        // one prompt row shared by the group's three completions.
+        let a = run(&repeated, 1);
+        for (how, b) in [
+            ("shared video", run(&shared, 1)),
+            ("grouped", run(&prompt, group)),
+        ] {
+            let worst = a
+                .iter()
+                .zip(&b)
+                .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+            assert!(worst < 1e-5, "{arch} {how}: {worst:.3e}");
+        }
+    }
+}
+
+/// Sharing a group's prompt row is only a cheaper schedule of the same
+/// computation: the gradients equal those of the prompt repeated per row,
+/// in the language model and in the vision tower (which sees the video once
+/// instead of three times).
+#[test]
+fn grouped_completions_give_the_gradients_of_repeated_prompts() {
+    let device = Device::default().autodiff();
+    let dir = fixture("qwen3_vl");
+    let model = QwenVl::from_hf_dir(&dir, &device).unwrap();
+    let reference = Reference::read(&dir.join("reference.safetensors")).unwrap();
+    let (prompt, completions) = split(&reference, &device, 3);
+    let group = 3;
+    let mut repeated = prompt.clone();
+    repeated.input_ids = vec![prompt.input_ids[0].clone(); group];
+    repeated.token_types = vec![prompt.token_types[0].clone(); group];
+    repeated.attention_mask = vec![prompt.attention_mask[0].clone(); group];
+    let video = repeated.video.as_mut().unwrap();
+    video.pixel_values = Tensor::cat(vec![video.pixel_values.clone(); group], 0);
+    video.grids = vec![video.grids[0]; group];
+    let answers = vec![
+        completions[0].clone(),
+        completions[0][..1].to_vec(),
+        completions[0][1..].to_vec(),
+    ];
+    // A weighted sum, so each row's share of the gradient differs.
+    let weights = Tensor::<2>::from_data([[1.0f32], [-0.5], [2.0]], &device);
+    let grads_of = |prompts: &Batch, group: usize| {
+        let input = CompletionBatch::new(prompts, group, &answers, 0).unwrap();
+        let logp = completion_logprobs(&model, &input, 1.0, &device).unwrap();
+        let grads = (logp * weights.clone()).sum().backward();
+        let q = &model.model.language_model.layers[0].self_attn.q_proj.weight;
+        let patch = &model.model.visual.patch_embed.proj.weight;
+        [
+            q.val()
+                .grad(&grads)
+                .unwrap()
+                .try_into_vec_as::<f32>()
+                .unwrap(),
+            patch
+                .val()
+                .grad(&grads)
+                .unwrap()
+                .try_into_vec_as::<f32>()
+                .unwrap(),
+        ]
+    };
+    let (a, b) = (grads_of(&repeated, 1), grads_of(&prompt, group));
+    for (name, (x, y)) in ["q_proj", "patch_embed"].iter().zip(a.iter().zip(&b)) {
+        let scale = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let worst = x
             .iter()
-            .zip(&b)
-            .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
-        assert!(worst < 1e-5, "{arch}: {worst:.3e}");
+            .zip(y)
+            .fold(0.0f32, |m, (p, q)| m.max((p - q).abs()));
+        assert!(
+            scale > 0.0 && worst <= 1e-4 * scale,
+            "{name}: {worst:.3e} of {scale:.3e}"
+        );
     }
 }
 
@@ -309,7 +376,7 @@ fn bf16_compute_gives_gradients_to_f32_parameters() {
         .with_float_dtype(burn::tensor::FloatDType::BF16);
     let reference = Reference::read(&dir.join("reference_batch.safetensors")).unwrap();
     let (prompt, completions) = split(&reference, &device, 4);
-    let input = CompletionBatch::new(&prompt, &completions, 0).unwrap();
+    let input = CompletionBatch::new(&prompt, 1, &completions, 0).unwrap();
     let logp = completion_logprobs(&compute, &input, 1.0, &device).unwrap();
     let grads = logp.sum().neg().backward();
     let weight = &master.model.language_model.layers[0]
@@ -367,7 +434,7 @@ fn gradients_match_finite_differences() {
     let reference = Reference::read(&dir.join("reference_batch.safetensors")).unwrap();
     let loss_of = |model: &QwenVl, device: &Device| {
         let (prompt, completions) = split(&reference, device, 4);
-        let input = CompletionBatch::new(&prompt, &completions, 0).unwrap();
+        let input = CompletionBatch::new(&prompt, 1, &completions, 0).unwrap();
         completion_logprobs(model, &input, 1.0, device)
             .unwrap()
             .sum()

@@ -1,11 +1,13 @@
 //! Evaluation of a judge against human scores: correlation metrics,
 //! model-level aggregation, pairwise preference accuracy, answer statistics.
 
+pub mod bootstrap;
 pub mod judge;
 pub mod metrics;
 pub mod report;
 pub mod run;
 
+pub use bootstrap::{PairedDifference, PairedScores, paired_srcc_difference};
 pub use metrics::{
     AnswerStats, Correlations, MetricError, ModelLevel, PairwiseAccuracy, PairwiseConfig,
     aggregate_by_generator, answer_stats, correlations, krcc, pairwise_accuracy,

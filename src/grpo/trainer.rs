@@ -391,11 +391,24 @@ pub fn train(
             .map(|s| s.rollout.tokens.iter().map(|&t| i64::from(t)).collect())
             .collect();
         let temperature = f64::from(g.temperature.max(f32::EPSILON));
+        // Rows that are whole groups in order share their group's prompt row
+        // (the prompt and video run once per group, not G times); any other
+        // selection (a shuffled mini-batch) repeats the prompt per row.
         let batch_of = |rows: &[usize]| -> Result<CompletionBatch, TrainError> {
-            let prompts = rows.iter().map(|&r| row_prompts[r]);
+            let group = if whole_groups(rows, g_size) {
+                g_size
+            } else {
+                1
+            };
+            let prompts = rows.iter().step_by(group).map(|&r| row_prompts[r]);
             let batch = left_padded_batch(prompts, &tokens);
             let comps: Vec<Vec<i64>> = rows.iter().map(|&r| completions[r].clone()).collect();
-            Ok(CompletionBatch::new(&batch, &comps, i64::from(tokens.pad))?)
+            Ok(CompletionBatch::new(
+                &batch,
+                group,
+                &comps,
+                i64::from(tokens.pad),
+            )?)
         };
         let all_rows: Vec<usize> = (0..scored.len()).collect();
         let full = batch_of(&all_rows)?;
@@ -694,6 +707,17 @@ fn select_rows(all: &Tensor<2>, rows: &[usize], width: usize, device: &Device) -
     Tensor::<2>::from_data(picked.into_data(), device)
 }
 
+/// Whether `rows` are whole groups of `g` consecutive rollouts in order
+/// (`[k·g, k·g+1, .., k·g+g−1]` for each group k taken), so each group can
+/// share one prompt row.
+fn whole_groups(rows: &[usize], g: usize) -> bool {
+    g > 0
+        && rows.len().is_multiple_of(g)
+        && rows
+            .chunks(g)
+            .all(|c| c[0].is_multiple_of(g) && c.iter().zip(c[0]..).all(|(&r, want)| r == want))
+}
+
 fn scalar(t: Tensor<1>) -> f32 {
     t.into_scalar::<f32>()
 }
@@ -807,5 +831,15 @@ mod tests {
         assert_eq!(picked.dims(), [2, 2]);
         let values: Vec<f32> = picked.try_into_vec_as::<f32>().unwrap();
         assert_eq!(values, vec![8.0, 9.0, 0.0, 1.0]);
+    }
+
+    #[test]
+    fn only_whole_groups_in_order_share_a_prompt_row() {
+        assert!(whole_groups(&[0, 1, 2, 3, 4, 5], 3));
+        assert!(whole_groups(&[3, 4, 5], 3)); // a filtered step: group 1 only
+        assert!(!whole_groups(&[1, 2, 3], 3)); // straddles two groups
+        assert!(!whole_groups(&[0, 2, 1], 3)); // shuffled
+        assert!(!whole_groups(&[0, 1], 3)); // part of a group
+        assert!(whole_groups(&[2, 0, 1], 1)); // G = 1: every row is a group
     }
 }

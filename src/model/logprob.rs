@@ -8,70 +8,89 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::error::{ModelError, Result};
 use super::layers::to_f32;
-use super::position::TOKEN_TEXT;
 use super::qwen_vl::{Batch, QwenVl};
 
-/// Prompts followed by completions, padded into one rectangular batch:
-/// prompts keep their (left) padding, completions are appended and padded
-/// on the right.
+/// Completions after their prompts. Completion `r` continues prompt row
+/// `r / group`: a GRPO group's G completions share one prompt row (`group =
+/// G`), so the prompt — most of the tokens, and the video — is run once per
+/// group instead of once per completion. `group = 1` gives every completion
+/// a prompt row of its own.
 #[derive(Debug, Clone)]
 pub struct CompletionBatch {
-    pub batch: Batch,
-    /// Column where the completions start (prompt width).
-    pub prompt_len: usize,
-    /// `[B][completion width]`: true for real completion tokens.
+    /// `[P]` left-padded prompts (generation's layout: every row ends at the
+    /// last column).
+    pub prompts: Batch,
+    /// Consecutive completions per prompt row.
+    pub group: usize,
+    /// `[P·group][width]` completion ids, right-padded with the pad id.
+    pub completions: Vec<Vec<i64>>,
+    /// `[P·group][width]`: true for real completion tokens.
     pub completion_mask: Vec<Vec<bool>>,
 }
 
 impl CompletionBatch {
-    /// Appends `completions[b]` to prompt row `b` (`prompts` must have one
-    /// row per completion; repeat rows for a group). `pad_id` fills the
+    /// `completions[r]` after `prompts` row `r / group`; `pad_id` fills the
     /// right padding (masked, never scored).
-    pub fn new(prompts: &Batch, completions: &[Vec<i64>], pad_id: i64) -> Result<Self> {
-        if prompts.rows() != completions.len() {
+    pub fn new(
+        prompts: &Batch,
+        group: usize,
+        completions: &[Vec<i64>],
+        pad_id: i64,
+    ) -> Result<Self> {
+        if group == 0 || prompts.rows() * group != completions.len() {
             return Err(ModelError::Input(format!(
-                "{} prompt rows for {} completions",
+                "{} prompt rows × group {group} for {} completions",
                 prompts.rows(),
                 completions.len()
             )));
+        }
+        if prompts.is_empty() {
+            return Err(ModelError::Input(
+                "completions need a non-empty prompt".into(),
+            ));
         }
         let width = completions.iter().map(Vec::len).max().unwrap_or(0);
         if width == 0 {
             return Err(ModelError::Input("all completions are empty".into()));
         }
-        let mut batch = prompts.clone();
-        let mut completion_mask = Vec::with_capacity(completions.len());
-        for (b, completion) in completions.iter().enumerate() {
-            let pad = width - completion.len();
-            batch.input_ids[b].extend(
-                completion
-                    .iter()
-                    .copied()
-                    .chain(std::iter::repeat_n(pad_id, pad)),
-            );
-            let mask: Vec<bool> = (0..width).map(|i| i < completion.len()).collect();
-            batch.attention_mask[b].extend_from_slice(&mask);
-            batch.token_types[b].extend(std::iter::repeat_n(TOKEN_TEXT, width));
-            completion_mask.push(mask);
-        }
+        let padded = completions
+            .iter()
+            .map(|c| {
+                let pad = std::iter::repeat_n(pad_id, width - c.len());
+                c.iter().copied().chain(pad).collect()
+            })
+            .collect();
+        let completion_mask = completions
+            .iter()
+            .map(|c| (0..width).map(|i| i < c.len()).collect())
+            .collect();
         Ok(CompletionBatch {
-            batch,
-            prompt_len: prompts.len(),
+            prompts: prompts.clone(),
+            group,
+            completions: padded,
             completion_mask,
         })
     }
 
+    /// Completions in the batch.
+    pub fn rows(&self) -> usize {
+        self.completions.len()
+    }
+
+    /// Padded completion width.
+    pub fn width(&self) -> usize {
+        self.completions.first().map_or(0, Vec::len)
+    }
+
     /// The completion mask as a float tensor `[B, completion width]`.
     pub fn mask_tensor(&self, device: &Device) -> Tensor<2> {
-        let rows = self.completion_mask.len();
-        let width = self.completion_mask.first().map_or(0, Vec::len);
         let data: Vec<f32> = self
             .completion_mask
             .iter()
             .flatten()
             .map(|&m| f32::from(u8::from(m)))
             .collect();
-        Tensor::from_data(TensorData::new(data, [rows, width]), device)
+        Tensor::from_data(TensorData::new(data, [self.rows(), self.width()]), device)
     }
 }
 
@@ -79,6 +98,14 @@ impl CompletionBatch {
 /// positions that predict the completion tokens, differentiable when the
 /// model lives on an autodiff device. Only those positions go through the
 /// LM head.
+///
+/// The prompts are prefilled into a KV cache (`[P, L]` tokens), each row's
+/// keys/values are shared by its `group` completions
+/// ([`KvCache::repeat_rows`](super::cache::KvCache::repeat_rows)), and the
+/// completions run as one step of `width − 1` tokens on top: the same
+/// computation as the concatenated rows, with the prompt's cost paid once
+/// per group. Gradients flow through the cache into the prompt's keys and
+/// values.
 pub fn completion_logits(
     model: &QwenVl,
     input: &CompletionBatch,
@@ -90,32 +117,47 @@ pub fn completion_logits(
             "temperature {temperature} must be positive"
         )));
     }
-    if input.prompt_len == 0 {
-        return Err(ModelError::Input(
-            "completions need a non-empty prompt".into(),
-        ));
+    let (group, width) = (input.group, input.width());
+    let mut cache = model.new_cache(input.prompts.len() + width - 1);
+    let hidden = model.forward_hidden(&input.prompts, Some(&mut cache), device)?; // [P, L, H]
+    let [p, l, _] = hidden.dims();
+    // The last prompt position predicts the first completion token: [B, 1, H].
+    let mut last = hidden.narrow(1, l - 1, 1);
+    if group > 1 {
+        let rows: Vec<i64> = (0..p * group).map(|r| (r / group) as i64).collect();
+        last = last.select(
+            0,
+            Tensor::from_data(TensorData::new(rows, [p * group]), device),
+        );
     }
-    let hidden = model.forward_hidden(&input.batch, None, device)?; // [B, L, H]
-    let [_, l, _] = hidden.dims();
-    let width = l - input.prompt_len;
-    // Position i predicts token i + 1: the last prompt position predicts the
-    // first completion token.
-    let predicting = hidden.narrow(1, input.prompt_len - 1, width);
+    if width == 1 {
+        return Ok(to_f32(model.logits(last)).div_scalar(temperature));
+    }
+    // Completion token i predicts token i + 1; the last one predicts nothing.
+    let mut cache = cache.repeat_rows(group, device);
+    let own = model.extend_hidden(
+        &without_last(&input.completions),
+        &without_last(&input.completion_mask),
+        &mut cache,
+        device,
+    )?; // [B, W−1, H]
+    let predicting = Tensor::cat(vec![last, own], 1); // [B, W, H]
     // Log-softmax in f32 whatever the model's dtype.
     Ok(to_f32(model.logits(predicting)).div_scalar(temperature))
 }
 
+/// Every row but its last column.
+fn without_last<T: Copy>(rows: &[Vec<T>]) -> Vec<Vec<T>> {
+    rows.iter().map(|r| r[..r.len() - 1].to_vec()).collect()
+}
+
 /// The completion tokens `[B, completion width]` as an index tensor.
 pub fn completion_targets(input: &CompletionBatch, device: &Device) -> Tensor<2, Int> {
-    let b = input.batch.rows();
-    let width = input.batch.len() - input.prompt_len;
-    let targets: Vec<i64> = input
-        .batch
-        .input_ids
-        .iter()
-        .flat_map(|row| row[input.prompt_len..].iter().copied())
-        .collect();
-    Tensor::from_data(TensorData::new(targets, [b, width]), device)
+    let targets: Vec<i64> = input.completions.iter().flatten().copied().collect();
+    Tensor::from_data(
+        TensorData::new(targets, [input.rows(), input.width()]),
+        device,
+    )
 }
 
 /// `[B, completion width]` log-probabilities of the completion tokens (0 at

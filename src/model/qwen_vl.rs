@@ -413,32 +413,70 @@ impl QwenVl {
         cache: &mut KvCache,
         device: &Device,
     ) -> Result<Tensor<3>> {
-        let b = tokens.len();
-        if valid.len() != b || cache.batch() != b {
+        if valid.len() != tokens.len() {
             return Err(ModelError::Input(format!(
-                "decode step with {b} tokens, {} flags, {} cached rows",
+                "decode step with {} tokens, {} flags",
+                tokens.len(),
+                valid.len()
+            )));
+        }
+        let tokens: Vec<Vec<i64>> = tokens.iter().map(|&t| vec![t]).collect();
+        let valid: Vec<Vec<bool>> = valid.iter().map(|&v| vec![v]).collect();
+        self.extend_hidden(&tokens, &valid, cache, device)
+    }
+
+    /// Appends `tokens [B][T]` (text) to the rows of `cache` and returns
+    /// their hidden states `[B, T, H]`. `valid[b][i] = false` marks padding:
+    /// it is never attended to and does not advance the row's position, so
+    /// right-padded rows of different lengths share one step. Each token
+    /// attends to everything cached before it and to the step's earlier
+    /// tokens of its row (causal within the step).
+    pub fn extend_hidden(
+        &self,
+        tokens: &[Vec<i64>],
+        valid: &[Vec<bool>],
+        cache: &mut KvCache,
+        device: &Device,
+    ) -> Result<Tensor<3>> {
+        let b = tokens.len();
+        let t = tokens.first().map_or(0, Vec::len);
+        let ragged = tokens.iter().any(|r| r.len() != t) || valid.iter().any(|r| r.len() != t);
+        if t == 0 || ragged || valid.len() != b || cache.batch() != b {
+            return Err(ModelError::Input(format!(
+                "step of {b} rows × {t} tokens ({} flag rows, ragged: {ragged}) on {} cached rows",
                 valid.len(),
                 cache.batch()
             )));
         }
-        let step: Vec<Vec<bool>> = valid.iter().map(|&v| vec![v]).collect();
-        cache.begin_step(&step)?;
-        let pos: Vec<Vec<i64>> = cache.next_position.iter().map(|&p| vec![p]).collect();
-        for (next, &v) in cache.next_position.iter_mut().zip(valid) {
-            *next += i64::from(v);
-        }
-        let t = &self.config.text;
+        cache.begin_step(valid)?;
+        // A row's real tokens take consecutive positions from its next one.
+        let pos: Vec<Vec<i64>> = cache
+            .next_position
+            .iter_mut()
+            .zip(valid)
+            .map(|(next, row)| {
+                row.iter()
+                    .map(|&real| {
+                        let here = *next;
+                        *next += i64::from(real);
+                        here
+                    })
+                    .collect()
+            })
+            .collect();
+        let c = &self.config.text;
         let rotary = text_rotary(
             self.config.arch,
-            t.mrope_section,
-            t.head_dim,
-            t.rope_theta,
+            c.mrope_section,
+            c.head_dim,
+            c.rope_theta,
             &[pos.clone(), pos.clone(), pos],
             device,
         );
-        let ids = Tensor::<2, Int>::from_data(TensorData::new(tokens.to_vec(), [b, 1]), device);
+        let ids: Vec<i64> = tokens.iter().flatten().copied().collect();
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, t]), device);
         let embeds = self.model.language_model.embed(ids);
-        let mask = causal_mask(cache.key_valid(), 1, device);
+        let mask = causal_mask(cache.key_valid(), t, device);
         Ok(self
             .model
             .language_model
