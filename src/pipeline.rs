@@ -181,9 +181,13 @@ pub fn run_pipeline(
 
     // 0. Perception pre-training of the vision tower, if asked for.
     let mut cold = stage("cold");
+    // Whether the previous stage was trained by this invocation (then no
+    // earlier run of the next stage may be reused or resumed).
+    let mut trained = false;
     if p.pretrain {
         let pre = stage("pretrain");
-        if !finished(&pre)? {
+        if !finished(&pre, Stage::Pretrain, false)? {
+            trained = true;
             log::info!(
                 "pipeline: perception pre-training ({})",
                 pre.run.dir().display()
@@ -198,7 +202,8 @@ pub fn run_pipeline(
     cold.optim = p.sft_optim.clone();
     cold.sft.mode = SftMode::ColdStart;
     let t = Instant::now();
-    if !finished(&cold)? {
+    if !finished(&cold, Stage::ColdStart, trained)? {
+        trained = true;
         log::info!("pipeline: SFT cold start ({})", cold.run.dir().display());
         run_sft(&cold, &Resume::Auto, device)
             .map_err(|e| stage_err("cold start")(e.to_string()))?;
@@ -224,7 +229,8 @@ pub fn run_pipeline(
         .rollouts_dir
         .join(&grpo.run.name)
         .join("cooloff.jsonl");
-    if !finished(&grpo)? {
+    if !finished(&grpo, Stage::Grpo, trained)? {
+        trained = true;
         log::info!("pipeline: GRPO ({})", grpo.run.dir().display());
         let summary = train(&grpo, &Resume::Auto, device, interrupt)
             .map_err(|e| stage_err("grpo")(e.to_string()))?;
@@ -251,7 +257,7 @@ pub fn run_pipeline(
     cool.sft.cooloff = Some(cooloff_data);
     cool.sft.epochs = p.cooloff_epochs;
     let t = Instant::now();
-    if !finished(&cool)? {
+    if !finished(&cool, Stage::CoolOff, trained)? {
         log::info!("pipeline: SFT cool-off ({})", cool.run.dir().display());
         run_sft(&cool, &Resume::Auto, device).map_err(|e| stage_err("cool-off")(e.to_string()))?;
     }
@@ -284,26 +290,60 @@ pub fn run_pipeline(
 /// A stage's exported model, inside its run directory.
 const FINAL: &str = "final";
 
-/// Whether `stage` already ran to the end with this very config: then its
-/// `final/` is reused. A finished run of another config is refused with the
-/// settings that differ, rather than reported under this config's name.
-/// `[eval]` settings do not count: they do not change the trained model
-/// ([`evaluate`] redoes the evaluation instead).
-fn finished(stage: &Config) -> Result<bool, PipelineError> {
-    let dir = stage.run.dir();
-    if !dir.join(FINAL).join("config.json").is_file() {
-        return Ok(false);
+/// The pipeline's stages, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Pretrain,
+    ColdStart,
+    Grpo,
+    CoolOff,
+}
+
+impl Stage {
+    /// Top-level config sections the stage's model does not depend on:
+    /// `[eval]`; `[pipeline]`, whose settings the pipeline copies into each
+    /// stage's own sections (`optim`, `sft.epochs`, `model.path`), where they
+    /// are compared; and the sections only later stages read. Everything
+    /// else counts, the settings of earlier stages included.
+    fn ignored_sections(self) -> &'static [&'static str] {
+        match self {
+            Stage::Pretrain => &["eval", "pipeline", "optim", "sft", "grpo"],
+            Stage::ColdStart => &["eval", "pipeline", "grpo"],
+            Stage::Grpo | Stage::CoolOff => &["eval", "pipeline"],
+        }
     }
+}
+
+/// Whether `stage` already ran to the end with this very config: then its
+/// `final/` is reused. Refused, with the reason, rather than reported under
+/// this config's name: a finished run of a config that differs in a setting
+/// the stage depends on ([`Stage::ignored_sections`]), and any run at all
+/// (finished or interrupted) when `upstream_trained`, i.e. when the stage
+/// it starts from was trained again by this invocation.
+fn finished(cfg: &Config, stage: Stage, upstream_trained: bool) -> Result<bool, PipelineError> {
+    let dir = cfg.run.dir();
     let stale = |differences: String| PipelineError::StaleStage {
         dir: dir.clone(),
         differences,
     };
+    if upstream_trained && dir.exists() {
+        return Err(stale(
+            "it started from the previous stage's model, which this run trained again".into(),
+        ));
+    }
+    if !dir.join(FINAL).join("config.json").is_file() {
+        return Ok(false);
+    }
     let saved = config::load(&dir.join("config.toml"), &[])
         .map_err(|e| stale(format!("its config.toml cannot be read: {e}")))?;
-    let differences: Vec<String> = stage
+    let ignored = stage.ignored_sections();
+    let differences: Vec<String> = cfg
         .differences_from(&saved)
         .into_iter()
-        .filter(|d| !d.starts_with("eval."))
+        .filter(|d| {
+            let section = d.split(['.', ':']).next().unwrap_or_default();
+            !ignored.contains(&section)
+        })
         .collect();
     if differences.is_empty() {
         Ok(true)
@@ -448,18 +488,21 @@ mod tests {
     fn a_finished_stage_is_reused_only_for_the_same_training_config() {
         let tmp = tempfile::tempdir().unwrap();
         let ran = stage(tmp.path(), "[sft]\nepochs = 2\n");
-        assert!(!finished(&ran).unwrap(), "nothing ran yet");
+        assert!(
+            !finished(&ran, Stage::ColdStart, false).unwrap(),
+            "nothing ran yet"
+        );
         finish(&ran);
-        assert!(finished(&ran).unwrap());
+        assert!(finished(&ran, Stage::ColdStart, false).unwrap());
         // Evaluation settings do not change the trained model.
         let eval_only = stage(
             tmp.path(),
             "[sft]\nepochs = 2\n[eval]\nmax_new_tokens = 9\n",
         );
-        assert!(finished(&eval_only).unwrap());
+        assert!(finished(&eval_only, Stage::ColdStart, false).unwrap());
         // A training setting does: refused, naming the key and both values.
         let edited = stage(tmp.path(), "[sft]\nepochs = 6\n");
-        let err = finished(&edited).unwrap_err();
+        let err = finished(&edited, Stage::ColdStart, false).unwrap_err();
         assert!(matches!(err, PipelineError::StaleStage { .. }));
         let message = err.to_string();
         assert!(message.contains("sft.epochs: 2 → 6"), "{message}");
@@ -472,7 +515,44 @@ mod tests {
         let ran = stage(tmp.path(), "");
         finish(&ran);
         std::fs::remove_file(ran.run.dir().join("config.toml")).unwrap();
-        let message = finished(&ran).unwrap_err().to_string();
+        let message = finished(&ran, Stage::ColdStart, false)
+            .unwrap_err()
+            .to_string();
         assert!(message.contains("config.toml cannot be read"), "{message}");
+    }
+
+    #[test]
+    fn a_stage_ignores_the_sections_only_later_stages_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ran = stage(tmp.path(), "[grpo]\ntop_k = 0\n");
+        finish(&ran);
+        let edited = stage(tmp.path(), "[grpo]\ntop_k = 20\n");
+        // The cold start does not read [grpo]; GRPO itself does.
+        assert!(finished(&edited, Stage::ColdStart, false).unwrap());
+        let message = finished(&edited, Stage::Grpo, false)
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("grpo.top_k: 0 → 20"), "{message}");
+        // [pipeline] is compared through the stage sections it sets.
+        let pipeline_only = stage(
+            tmp.path(),
+            "[grpo]\ntop_k = 0\n[pipeline]\ncooloff_epochs = 9\n",
+        );
+        assert!(finished(&pipeline_only, Stage::Grpo, false).unwrap());
+    }
+
+    #[test]
+    fn no_run_is_reused_or_resumed_after_its_input_model_was_trained_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ran = stage(tmp.path(), "");
+        // Nothing there: the stage trains.
+        assert!(!finished(&ran, Stage::Grpo, true).unwrap());
+        // An interrupted run (no final/) and a finished one are refused.
+        std::fs::create_dir_all(ran.run.dir().join("checkpoints")).unwrap();
+        let message = finished(&ran, Stage::Grpo, true).unwrap_err().to_string();
+        assert!(message.contains("trained again"), "{message}");
+        finish(&ran);
+        assert!(finished(&ran, Stage::Grpo, true).is_err());
+        assert!(finished(&ran, Stage::Grpo, false).unwrap());
     }
 }
