@@ -393,7 +393,7 @@ pub fn train(
         let temperature = f64::from(g.temperature.max(f32::EPSILON));
         // Rows that are whole groups in order share their group's prompt row
         // (the prompt and video run once per group, not G times); any other
-        // selection (a shuffled mini-batch) repeats the prompt per row.
+        // selection (a mini-batch that splits groups) repeats it per row.
         let batch_of = |rows: &[usize]| -> Result<CompletionBatch, TrainError> {
             let group = if whole_groups(rows, g_size) {
                 g_size
@@ -463,7 +463,7 @@ pub fn train(
         let chunk = g.update_size().min(update_rows.len().max(1));
         for _ in 0..g.ppo_epochs {
             if update_rows.len() > chunk {
-                state.rng.update.shuffle(&mut update_rows);
+                shuffle_update_rows(&mut update_rows, chunk, g_size, &mut state.rng.update);
             }
             for rows in update_rows.chunks(chunk) {
                 let cb = batch_of(rows)?;
@@ -707,6 +707,22 @@ fn select_rows(all: &Tensor<2>, rows: &[usize], width: usize, device: &Device) -
     Tensor::<2>::from_data(picked.into_data(), device)
 }
 
+/// Shuffles the rows of a step's update before they are cut into
+/// mini-batches of `chunk`. When a mini-batch holds whole groups (`chunk` a
+/// multiple of `g`, `rows` whole groups), the groups are shuffled as units,
+/// their rollouts kept together and in order, so every mini-batch still
+/// shares one prompt prefill per group ([`whole_groups`]); otherwise the
+/// rows themselves are shuffled.
+fn shuffle_update_rows(rows: &mut Vec<usize>, chunk: usize, g: usize, rng: &mut Rng) {
+    if g > 1 && chunk.is_multiple_of(g) && whole_groups(rows, g) {
+        let mut groups: Vec<usize> = rows.chunks(g).map(|c| c[0] / g).collect();
+        rng.shuffle(&mut groups);
+        *rows = groups.iter().flat_map(|&k| k * g..(k + 1) * g).collect();
+    } else {
+        rng.shuffle(rows);
+    }
+}
+
 /// Whether `rows` are whole groups of `g` consecutive rollouts in order
 /// (`[k·g, k·g+1, .., k·g+g−1]` for each group k taken), so each group can
 /// share one prompt row.
@@ -831,6 +847,25 @@ mod tests {
         assert_eq!(picked.dims(), [2, 2]);
         let values: Vec<f32> = picked.try_into_vec_as::<f32>().unwrap();
         assert_eq!(values, vec![8.0, 9.0, 0.0, 1.0]);
+    }
+
+    #[test]
+    fn mini_batches_of_whole_groups_shuffle_groups_as_units() {
+        let mut rng = Rng::new(3);
+        let mut rows: Vec<usize> = (0..12).collect();
+        shuffle_update_rows(&mut rows, 6, 3, &mut rng);
+        assert_ne!(rows, (0..12).collect::<Vec<_>>(), "seed 3 moves something");
+        assert!(whole_groups(&rows, 3), "{rows:?}");
+        for batch in rows.chunks(6) {
+            assert!(whole_groups(batch, 3), "{batch:?}");
+        }
+        // A mini-batch that splits groups shuffles rows.
+        let mut rows: Vec<usize> = (0..12).collect();
+        shuffle_update_rows(&mut rows, 4, 3, &mut rng);
+        let mut sorted = rows.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..12).collect::<Vec<_>>());
+        assert!(!whole_groups(&rows, 3), "{rows:?}");
     }
 
     #[test]
