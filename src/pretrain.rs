@@ -63,7 +63,9 @@ pub struct PretrainConfig {
     /// The pre-training set: a seed of its own, so its videos are not the
     /// judged set's.
     pub synth: SynthConfig,
-    /// Optimizer updates.
+    /// Optimizer updates. The probe's loss first sits on a plateau (the
+    /// mean prediction) for a seed-dependent 600–1000 updates, so the
+    /// default leaves room after it.
     pub steps: u64,
     /// Clips per update.
     pub batch: usize,
@@ -80,7 +82,7 @@ impl Default for PretrainConfig {
                 seed: 1000,
                 ..SynthConfig::default()
             },
-            steps: 2000,
+            steps: 4000,
             batch: 8,
             optim: OptimConfig {
                 lr: 2e-3,
