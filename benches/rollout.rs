@@ -45,7 +45,7 @@ use vgrpo::rng::Rng;
 use vgrpo::rollout::{GroupPrompt, RolloutConfig, Tokens, generate, left_padded_batch};
 use vgrpo::sampling::SamplingConfig;
 use vgrpo::text::{AnswerOrder, Tokenizer};
-use vgrpo::video::{Container, EncodeSettings, Frame, Timing, VideoCodec, encode_video, load_clip};
+use vgrpo::video::{Container, EncodeSettings, Frame, encode_video, load_clip};
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
@@ -358,16 +358,8 @@ fn bench_video(dir: &Path, video_cfg: &vgrpo::video::VideoConfig, spec: &InputSp
                 .collect(),
         })
         .collect();
-    let settings = EncodeSettings {
-        container: Container::Mp4,
-        codec: VideoCodec::H264,
-        fps: 8.0,
-        timing: Timing::ConstantFps,
-        quality: 18,
-        faststart: false,
-        live: false,
-        threads: 1,
-    };
+    // H.264 in MP4 (the container's default codec), constant frame rate.
+    let settings = EncodeSettings::new(Container::Mp4, 8.0).with_quality(18);
     encode_video(&path, &frames, &settings).expect("encode");
     let clip = load_clip(&path, video_cfg).expect("decode");
     prepare_video(&clip, spec).expect("prepare")

@@ -14,7 +14,7 @@ use vgrpo::data::{Dimension, Manifest, ManifestRow, Split};
 use vgrpo::grpo::metrics::StepMetrics;
 use vgrpo::grpo::trainer::train;
 use vgrpo::jsonl::read_rows;
-use vgrpo::video::{Container, EncodeSettings, Frame, Timing, VideoCodec, encode_video};
+use vgrpo::video::{Container, EncodeSettings, Frame, encode_video};
 
 /// Six 1-second 32×32 clips with different colours and motion, and a
 /// manifest with one row per (clip, dimension).
@@ -41,16 +41,8 @@ fn dataset(dir: &Path) -> PathBuf {
             })
             .collect();
         let name = format!("videos/v{v}.mp4");
-        let settings = EncodeSettings {
-            container: Container::Mp4,
-            codec: VideoCodec::H264,
-            fps: 8.0,
-            timing: Timing::ConstantFps,
-            quality: 23,
-            faststart: false,
-            live: false,
-            threads: 1,
-        };
+        // H.264 in MP4 (the container's default codec), constant frame rate.
+        let settings = EncodeSettings::new(Container::Mp4, 8.0);
         encode_video(&dir.join(&name), &frames, &settings).unwrap();
         for (d, dim) in Dimension::ALL.into_iter().enumerate() {
             rows.push(ManifestRow {
