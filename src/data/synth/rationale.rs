@@ -227,25 +227,11 @@ pub fn alignment(asked: &SceneSpec, shown: &ShownScene, mismatches: &[Mismatch])
 #[cfg(test)]
 mod tests {
     use super::super::alignment::shown_scene;
-    use super::super::scene::{Background, Colour, Motion, Shape};
+    use super::super::scene::{Colour, Motion};
     use super::*;
 
     fn scene() -> SceneSpec {
-        SceneSpec {
-            background: Background::GreyFloor,
-            objects: vec![
-                ObjectSpec {
-                    shape: Shape::Ball,
-                    colour: Colour::Red,
-                    motion: Motion::Left,
-                },
-                ObjectSpec {
-                    shape: Shape::Square,
-                    colour: Colour::Blue,
-                    motion: Motion::Still,
-                },
-            ],
-        }
+        SceneSpec::red_ball_and_blue_square()
     }
 
     #[test]

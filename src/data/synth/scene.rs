@@ -237,13 +237,12 @@ impl SceneSpec {
     }
 }
 
+/// The two-object scene the synthetic-data tests share: a red ball moving
+/// left and a blue square standing still over a grey floor.
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prompts_read_naturally() {
-        let scene = SceneSpec {
+impl SceneSpec {
+    pub(crate) fn red_ball_and_blue_square() -> SceneSpec {
+        SceneSpec {
             background: Background::GreyFloor,
             objects: vec![
                 ObjectSpec {
@@ -257,7 +256,17 @@ mod tests {
                     motion: Motion::Still,
                 },
             ],
-        };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prompts_read_naturally() {
+        let scene = SceneSpec::red_ball_and_blue_square();
         assert_eq!(
             scene.prompt(),
             "a red ball moves left and a blue square stays still over a grey floor"
