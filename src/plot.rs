@@ -14,9 +14,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Panels drawn first, when present.
-pub const PREFERRED: [&str; 10] = [
+pub const PREFERRED: [&str; 13] = [
     "reward/mean",
     "reward/acc",
+    "reward/acc_by_dimension/visual",
+    "reward/acc_by_dimension/dynamic",
+    "reward/acc_by_dimension/alignment",
     "kl",
     "pg_loss",
     "loss",

@@ -1,5 +1,6 @@
 //! One row of `metrics.jsonl` per GRPO step, with verl's and TRL's names.
 
+use crate::data::Dimension;
 use serde::{Deserialize, Serialize};
 
 /// Seconds spent in each stage of a step (verl's `timing_s/*`).
@@ -18,6 +19,38 @@ pub struct StageSeconds {
     pub update_actor: f64,
     /// The whole step (checkpoint writes excluded).
     pub step: f64,
+}
+
+/// Mean R_acc of each dimension's rollouts in one step; `None` for a
+/// dimension the step's batch held no prompt of.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct AccuracyByDimension {
+    pub visual: Option<f32>,
+    pub dynamic: Option<f32>,
+    pub alignment: Option<f32>,
+}
+
+impl AccuracyByDimension {
+    /// Per-dimension means of `(dimension, R_acc)` pairs.
+    pub fn of(rollouts: impl IntoIterator<Item = (Dimension, f32)>) -> Self {
+        // (sum, count) per dimension.
+        let (mut visual, mut dynamic, mut alignment) = ((0.0f64, 0usize), (0.0, 0), (0.0, 0));
+        for (dimension, acc) in rollouts {
+            let slot = match dimension {
+                Dimension::Visual => &mut visual,
+                Dimension::Dynamic => &mut dynamic,
+                Dimension::Alignment => &mut alignment,
+            };
+            slot.0 += f64::from(acc);
+            slot.1 += 1;
+        }
+        let mean = |(sum, n): (f64, usize)| (n > 0).then(|| (sum / n as f64) as f32);
+        AccuracyByDimension {
+            visual: mean(visual),
+            dynamic: mean(dynamic),
+            alignment: mean(alignment),
+        }
+    }
 }
 
 /// Everything measured in one step. Timing fields differ between runs;
@@ -40,6 +73,11 @@ pub struct StepMetrics {
     /// Mean R_fmt (unweighted): the fraction that follows the format.
     #[serde(rename = "reward/fmt")]
     pub reward_fmt: f32,
+    /// `reward/acc` per dimension. The pooled number hides a dimension the
+    /// judge cannot perceive: it sits at chance (0.2 for five ratings) while
+    /// another one learns. Absent from rows written before it existed.
+    #[serde(rename = "reward/acc_by_dimension", default)]
+    pub reward_acc_by_dimension: AccuracyByDimension,
     pub frac_reward_zero_std: f32,
     pub pg_loss: f32,
     /// Token-mean KL to the reference (measured whatever β is).
@@ -97,4 +135,33 @@ pub struct RolloutRow {
     pub fmt: f32,
     pub reward: f32,
     pub advantage: f32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accuracy_is_averaged_within_each_dimension() {
+        let got = AccuracyByDimension::of([
+            (Dimension::Visual, 1.0),
+            (Dimension::Alignment, 0.0),
+            (Dimension::Visual, 0.0),
+            (Dimension::Visual, 1.0),
+            (Dimension::Alignment, 1.0),
+        ]);
+        assert_eq!(
+            got,
+            AccuracyByDimension {
+                visual: Some(2.0 / 3.0),
+                dynamic: None,
+                alignment: Some(0.5),
+            }
+        );
+        let json = serde_json::to_string(&got).expect("serialise");
+        assert_eq!(
+            json,
+            r#"{"visual":0.6666667,"dynamic":null,"alignment":0.5}"#
+        );
+    }
 }

@@ -17,7 +17,7 @@ use super::advantage::group_advantages;
 use super::config::{KlPlacement, ZeroStd};
 use super::kl_reward::{penalise_rewards, sequence_kl};
 use super::loss::{PolicyLossInputs, policy_loss};
-use super::metrics::{RolloutRow, StageSeconds, StepMetrics};
+use super::metrics::{AccuracyByDimension, RolloutRow, StageSeconds, StepMetrics};
 use crate::checkpoint::{CheckpointDir, Resume};
 use crate::config::Config;
 use crate::cooloff::{CoolOffRow, Provenance};
@@ -806,6 +806,11 @@ fn step_metrics(
         reward_std: reward_var.sqrt() as f32,
         reward_acc: mean(&|s| f64::from(s.acc)) as f32,
         reward_fmt: mean(&|s| f64::from(s.fmt)) as f32,
+        reward_acc_by_dimension: AccuracyByDimension::of(
+            scored
+                .iter()
+                .map(|s| (examples[s.prompt].row.dimension, s.acc)),
+        ),
         frac_reward_zero_std,
         pg_loss: acc.mean(acc.pg_loss),
         kl: acc.mean(acc.kl),
