@@ -230,13 +230,9 @@ mod tests {
     use super::super::scene::{Colour, Motion};
     use super::*;
 
-    fn scene() -> SceneSpec {
-        SceneSpec::red_ball_and_blue_square()
-    }
-
     #[test]
     fn alignment_rationales_name_the_mismatch() {
-        let asked = scene();
+        let asked = SceneSpec::red_ball_and_blue_square();
         let m = [
             Mismatch::Colour {
                 object: 0,
@@ -266,7 +262,7 @@ mod tests {
 
     #[test]
     fn visual_and_dynamic_rationales() {
-        let asked = scene();
+        let asked = SceneSpec::red_ball_and_blue_square();
         let shown = shown_scene(&asked, &[]);
         assert_eq!(
             visual(&[], &shown),
