@@ -11,7 +11,7 @@ use vgrpo::checkpoint::Resume;
 use vgrpo::config::{self, Config};
 use vgrpo::cooloff::CoolOffRow;
 use vgrpo::data::{Dimension, Manifest, ManifestRow, Split};
-use vgrpo::grpo::metrics::StepMetrics;
+use vgrpo::grpo::metrics::{RolloutRow, StepMetrics};
 use vgrpo::grpo::trainer::train;
 use vgrpo::jsonl::read_rows;
 use vgrpo::video::{Container, EncodeSettings, Frame, encode_video};
@@ -107,6 +107,18 @@ fn config(root: &Path, manifest: &Path, name: &str, steps: u64) -> Config {
         &[],
     )
     .unwrap()
+}
+
+/// Runs GRPO from scratch on a config text with `--set` overrides.
+fn train_from(text: &str, sets: &[String]) {
+    let cfg = config::from_str(Path::new("test.toml"), text, sets).unwrap();
+    train(
+        &cfg,
+        &Resume::No,
+        &Device::default(),
+        &AtomicBool::new(false),
+    )
+    .unwrap();
 }
 
 fn metrics(run: &Path) -> Vec<StepMetrics> {
@@ -273,14 +285,7 @@ fn refill_draws_more_batches_when_groups_have_equal_rewards() {
     let manifest = dataset(&tmp.path().join("data"));
     let text = config_text(tmp.path(), &manifest, "refill", 2)
         + "zero_std = \"refill\"\nrefill_batches = 2\n";
-    let cfg = config::from_str(Path::new("refill.toml"), &text, &[]).unwrap();
-    train(
-        &cfg,
-        &Resume::No,
-        &Device::default(),
-        &AtomicBool::new(false),
-    )
-    .unwrap();
+    train_from(&text, &[]);
     let run = tmp.path().join("runs/refill");
     let rows = metrics(&run);
     // The untrained tiny model never writes a well-formed answer, so every
@@ -310,14 +315,7 @@ fn mini_batches_and_several_epochs_update_per_chunk() {
     // Long enough completions that some rows stop early and the
     // mini-batches differ in width.
     let sets = ["grpo.max_new_tokens=96".to_string()];
-    let cfg = config::from_str(Path::new("mini.toml"), &text, &sets).unwrap();
-    train(
-        &cfg,
-        &Resume::No,
-        &Device::default(),
-        &AtomicBool::new(false),
-    )
-    .unwrap();
+    train_from(&text, &sets);
     let rows = metrics(&tmp.path().join("runs/mini"));
     assert_eq!(rows.len(), 2);
     for r in &rows {
@@ -328,5 +326,46 @@ fn mini_batches_and_several_epochs_update_per_chunk() {
     assert!(
         rows.iter().any(|r| r.response_length_clip_ratio < 1.0),
         "no rollout stopped early: the test would not exercise ragged mini-batches"
+    );
+}
+
+#[test]
+fn grpo_trains_on_its_own_data_set_when_one_is_given() {
+    let tmp = tempfile::tempdir().unwrap();
+    let judged = dataset(&tmp.path().join("data"));
+    let own = tmp.path().join("rl/manifest.jsonl");
+    // The paper's RL warm-up runs on a separate, smaller set: here a
+    // synthetic one the run writes itself, every video in the train split.
+    let text = config_text(tmp.path(), &judged, "own", 1)
+        + &format!(
+            "log_rollouts = true\nmanifest = \"{}\"\n\n[grpo.synth]\nvideos = 4\nseed = 3\n\
+             test_fraction = 0.0\n",
+            own.display()
+        );
+    train_from(&text, &[]);
+    let written = Manifest::load(&own).unwrap();
+    assert_eq!(written.rows.len(), 12, "4 synthetic videos × 3 dimensions");
+    let rollouts: Vec<RolloutRow> = read_rows(&tmp.path().join("runs/own/rollouts.jsonl")).unwrap();
+    assert_eq!(rollouts.len(), 2 * 4, "2 prompts × G = 4");
+    for r in &rollouts {
+        assert!(
+            written.rows.iter().any(|w| w.id == r.id),
+            "rollout of row {} is not from the GRPO set",
+            r.id
+        );
+    }
+}
+
+#[test]
+fn a_grpo_synth_section_without_a_manifest_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text =
+        config_text(tmp.path(), Path::new("m.jsonl"), "x", 1) + "\n[grpo.synth]\nvideos = 4\n";
+    let err = config::from_str(Path::new("x.toml"), &text, &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`grpo.synth`") && err.contains("grpo.manifest"),
+        "{err}"
     );
 }

@@ -4,6 +4,7 @@
 use super::advantage::{AdvantageConfig, AdvantageScale};
 use super::loss::{KlEstimator, LossAggregation, PolicyLossConfig};
 use crate::config::{Rules, Validate};
+use crate::data::synth::SynthConfig;
 use crate::reward::RewardConfig;
 use crate::rollout::RolloutConfig;
 use crate::sampling::SamplingConfig;
@@ -55,6 +56,13 @@ pub enum Aggregation {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GrpoConfig {
+    /// GRPO's own data set (the paper's RL warm-up uses "an additional
+    /// smaller video dataset", §4.3), read in full but for its test rows;
+    /// unset = `data.manifest`'s train split, the cold start's videos.
+    pub manifest: Option<PathBuf>,
+    /// The synthetic set written to `manifest`'s directory when the manifest
+    /// is missing (needs `manifest`).
+    pub synth: Option<SynthConfig>,
     /// Optimizer steps (one batch of prompts each).
     pub steps: u64,
     /// Videos × dimension prompts per step; each gets `group_size` rollouts.
@@ -110,6 +118,8 @@ pub struct GrpoConfig {
 impl Default for GrpoConfig {
     fn default() -> Self {
         GrpoConfig {
+            manifest: None,
+            synth: None,
             steps: 32,
             prompts_per_step: 8,
             group_size: 8,
@@ -203,6 +213,16 @@ impl GrpoConfig {
 impl Validate for GrpoConfig {
     fn validate(&self, p: &str, rules: &mut Rules) {
         let key = |k: &str| format!("{p}.{k}");
+        if let Some(synth) = &self.synth {
+            if let Err(e) = synth.validate() {
+                rules.check(false, &format!("{p}.synth.{}", e.key), || e.to_string());
+            }
+            rules.check(self.manifest.is_some(), &key("synth"), || {
+                "grpo.synth says how to write grpo.manifest, which is not set: set \
+                 grpo.manifest to where the set should go"
+                    .to_string()
+            });
+        }
         rules.check(self.steps >= 1, &key("steps"), || {
             format!("steps must be ≥ 1, got {}", self.steps)
         });

@@ -21,6 +21,7 @@ use super::metrics::{AccuracyByDimension, RolloutRow, StageSeconds, StepMetrics}
 use crate::checkpoint::{CheckpointDir, Resume};
 use crate::config::Config;
 use crate::cooloff::{CoolOffRow, Provenance};
+use crate::data::synth::ensure_synthetic_set;
 use crate::data::{BatchCursor, Manifest, Rating, Split};
 use crate::inputs::{Example, InputSpec};
 use crate::jsonl::JsonlWriter;
@@ -73,6 +74,8 @@ pub enum TrainError {
     NonFinite { count: u32, max: u32, step: u64 },
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    #[error("writing the GRPO data set: {0}")]
+    Synth(#[from] crate::data::synth::SynthError),
     #[error(transparent)]
     Manifest(#[from] crate::data::ManifestError),
     #[error(transparent)]
@@ -147,7 +150,12 @@ pub fn train(
     }
     config.write_resolved(&run_dir)?;
 
-    let manifest = Arc::new(Manifest::load(&config.data.manifest)?);
+    if let (Some(path), Some(synth)) = (&g.manifest, &g.synth) {
+        ensure_synthetic_set(path, synth, "the GRPO data set")?;
+    }
+    let manifest = Arc::new(Manifest::load(
+        g.manifest.as_ref().unwrap_or(&config.data.manifest),
+    )?);
     let train_rows: Vec<usize> = (0..manifest.rows.len())
         .filter(|&i| manifest.rows[i].split != Some(Split::Test))
         .collect();
