@@ -424,6 +424,12 @@ impl Config {
 }
 
 impl Config {
+    /// The manifest GRPO draws its prompts from (`grpo.manifest`, else
+    /// `data.manifest`); the cool-off joins GRPO's rollouts back to it.
+    pub fn grpo_manifest(&self) -> &Path {
+        self.grpo.manifest.as_deref().unwrap_or(&self.data.manifest)
+    }
+
     /// The settings in which `self` differs from `other`, as
     /// `key: other's value → self's value` with dotted keys, in key order
     /// (empty when the two are the same config).

@@ -28,7 +28,7 @@
 
 use crate::config::{Config, Rules, Validate};
 use crate::data::synth::{SynthConfig, SynthError, ensure_synthetic_set};
-use crate::data::{Dimension, Manifest, ManifestError, MosScale, Split};
+use crate::data::{Dimension, Manifest, ManifestError, MosScale, Split, same_file};
 use crate::eval::metrics::srcc;
 use crate::inputs::{HostVideo, InputError, InputSpec, prepare_video};
 use crate::jsonl::{JsonlError, JsonlWriter};
@@ -47,7 +47,7 @@ use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 /// The dimensions the head regresses, in output order. Alignment is not
@@ -420,14 +420,6 @@ pub fn run_pretrain(cfg: &Config, device: &Device) -> Result<PretrainSummary, Pr
         source,
     })?;
     Ok(summary)
-}
-
-/// Whether two paths name the same existing file (or are equal as written).
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => a == b,
-    }
 }
 
 #[cfg(test)]

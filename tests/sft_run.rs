@@ -223,7 +223,8 @@ fn cool_off_trains_rating_first_answers_joined_to_the_manifest() {
                 format!("{}<think>the square looks fine</think>", label.word()),
                 Provenance {
                     id: row.id.clone(),
-                    video: row.video.clone(),
+                    // As GRPO writes it: resolved against the manifest.
+                    video: manifest.video_path(row),
                     dimension: row.dimension,
                     label,
                     reward: 1.5,
@@ -242,6 +243,17 @@ fn cool_off_trains_rating_first_answers_joined_to_the_manifest() {
     bad[2].id = "nope".into();
     let err = vgrpo::sft::data::cooloff_items(&manifest, &bad, scale).unwrap_err();
     assert!(err.to_string().contains("row 3 (\"nope\")"), "{err}");
+    // A rollout of another set's video under a known id (synthetic sets all
+    // number from v0000) is refused, not trained on this set's video.
+    let mut other = rows.clone();
+    other[1].video = tmp.path().join("other/videos/v5.mp4");
+    let err = vgrpo::sft::data::cooloff_items(&manifest, &other, scale).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("row 2 (\"v5-visual\") is a rollout of")
+            && err.to_string().contains("grpo.manifest"),
+        "{err}"
+    );
 
     let cooloff = tmp.path().join("cooloff.jsonl");
     let mut w = vgrpo::jsonl::JsonlWriter::create(&cooloff).unwrap();

@@ -163,6 +163,14 @@ impl Manifest {
     }
 }
 
+/// Whether two paths name the same existing file (or are equal as written).
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,5 +6,5 @@ pub mod rating;
 pub mod synth;
 
 pub use dataset::{BatchCursor, Cursor, CursorError};
-pub use manifest::{Manifest, ManifestError, ManifestRow, Split};
+pub use manifest::{Manifest, ManifestError, ManifestRow, Split, same_file};
 pub use rating::{Dimension, MosScale, Rating};

@@ -153,9 +153,7 @@ pub fn train(
     if let (Some(path), Some(synth)) = (&g.manifest, &g.synth) {
         ensure_synthetic_set(path, synth, "the GRPO data set")?;
     }
-    let manifest = Arc::new(Manifest::load(
-        g.manifest.as_ref().unwrap_or(&config.data.manifest),
-    )?);
+    let manifest = Arc::new(Manifest::load(config.grpo_manifest())?);
     let train_rows: Vec<usize> = (0..manifest.rows.len())
         .filter(|&i| manifest.rows[i].split != Some(Split::Test))
         .collect();

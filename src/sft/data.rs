@@ -5,14 +5,15 @@
 //!   `<think>{rationale}</think>{Rating}` with Rating = `MosScale::rating(mos)`.
 //!   Rows without a rationale are skipped and counted.
 //! - Cool-off: the rows of `rollouts/<run>/cooloff.jsonl` (already
-//!   `{Rating}<think>…</think>`), joined to the manifest by `id` for the
-//!   video, the generation prompt and the MOS the score regresses to.
+//!   `{Rating}<think>…</think>`), joined by `id` (and checked by video) to
+//!   the manifest GRPO drew them from, for the video, the generation prompt
+//!   and the MOS the score regresses to.
 //!
 //! Either way the prompt asks for the layout the answer uses (see
 //! `text::prompt`), and the MSE target is the normalised MOS.
 
 use crate::cooloff::CoolOffRow;
-use crate::data::{Manifest, MosScale, Rating, Split};
+use crate::data::{Manifest, MosScale, Rating, Split, same_file};
 use crate::inputs::{HostVideo, InputError, InputSpec, prepare_example};
 use crate::model::position::{TOKEN_TEXT, TOKEN_VIDEO};
 use crate::model::{Batch, VideoInput};
@@ -20,6 +21,7 @@ use crate::text::chat::{PromptTokens, encode_sft};
 use crate::text::{Answer, AnswerOrder, ChatError, Tokenizer};
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 use std::collections::HashMap;
+use std::path::PathBuf;
 
 /// One trained answer.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +42,18 @@ pub enum SftDataError {
          the GRPO run?"
     )]
     UnknownId { line: usize, id: String },
+    #[error(
+        "cool-off row {line} ({id:?}) is a rollout of {}, but {id:?} in {} is {}: the cool-off \
+         must read the manifest the GRPO run drew from (grpo.manifest, else data.manifest)",
+        rollout.display(), manifest.display(), row.display()
+    )]
+    OtherVideo {
+        line: usize,
+        id: String,
+        rollout: PathBuf,
+        manifest: PathBuf,
+        row: PathBuf,
+    },
     #[error("cool-off row {line} ({id:?}) has no assistant message")]
     NoAnswer { line: usize, id: String },
     #[error(transparent)]
@@ -97,6 +111,18 @@ pub fn cooloff_items(
                     line: line + 1,
                     id: c.id.clone(),
                 })?;
+            // Ids repeat across data sets (every synthetic set numbers its
+            // videos from v0000): the video must match too.
+            let video = manifest.video_path(&manifest.rows[row]);
+            if !same_file(&video, &c.video) {
+                return Err(SftDataError::OtherVideo {
+                    line: line + 1,
+                    id: c.id.clone(),
+                    rollout: c.video.clone(),
+                    manifest: manifest.path.clone(),
+                    row: video,
+                });
+            }
             let answer = c.answer().ok_or_else(|| SftDataError::NoAnswer {
                 line: line + 1,
                 id: c.id.clone(),

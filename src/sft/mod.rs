@@ -277,14 +277,20 @@ pub struct SftData {
 
 /// Reads the manifest and the stage's answers.
 pub fn load_sft_data(cfg: &Config) -> Result<SftData, SftError> {
-    let manifest = Manifest::load(&cfg.data.manifest)?;
     let scale = cfg.data.mos_scale();
-    let (items, skipped) = match (&cfg.sft.mode, &cfg.sft.cooloff) {
+    let (manifest, items, skipped) = match (&cfg.sft.mode, &cfg.sft.cooloff) {
+        // The rollouts join back to the rows GRPO drew them from.
         (SftMode::CoolOff, Some(path)) => {
+            let manifest = Manifest::load(cfg.grpo_manifest())?;
             let rows: Vec<CoolOffRow> = read_rows(path)?;
-            (data::cooloff_items(&manifest, &rows, scale)?, 0)
+            let items = data::cooloff_items(&manifest, &rows, scale)?;
+            (manifest, items, 0)
         }
-        _ => data::cold_start_items(&manifest, scale),
+        _ => {
+            let manifest = Manifest::load(&cfg.data.manifest)?;
+            let (items, skipped) = data::cold_start_items(&manifest, scale);
+            (manifest, items, skipped)
+        }
     };
     if skipped > 0 {
         log::warn!("sft: {skipped} train rows have no rationale and are skipped");
