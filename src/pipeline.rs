@@ -72,9 +72,7 @@ impl Default for PipelineConfig {
 
 impl Validate for PipelineConfig {
     fn validate(&self, p: &str, rules: &mut Rules) {
-        if let Err(e) = self.synth.validate() {
-            rules.check(false, &format!("{p}.synth.{}", e.key), || e.to_string());
-        }
+        self.synth.check(&format!("{p}.synth"), rules);
         self.sft_optim.validate(&format!("{p}.sft_optim"), rules);
         self.grpo_optim.validate(&format!("{p}.grpo_optim"), rules);
         if let Some(optim) = &self.cooloff_optim {

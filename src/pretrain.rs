@@ -97,9 +97,7 @@ impl Default for PretrainConfig {
 
 impl Validate for PretrainConfig {
     fn validate(&self, p: &str, rules: &mut Rules) {
-        if let Err(e) = self.synth.validate() {
-            rules.check(false, &format!("{p}.synth.{}", e.key), || e.to_string());
-        }
+        self.synth.check(&format!("{p}.synth"), rules);
         rules.check(self.steps >= 1, &format!("{p}.steps"), || {
             format!("steps must be ≥ 1, got {}", self.steps)
         });

@@ -163,12 +163,10 @@ impl Manifest {
     }
 }
 
-/// Whether two paths name the same existing file (or are equal as written).
+/// Whether two paths are equal as written or name the same existing file
+/// (the file system is asked only when the texts differ).
 pub fn same_file(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => a == b,
-    }
+    a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b)
 }
 
 #[cfg(test)]

@@ -214,9 +214,7 @@ impl Validate for GrpoConfig {
     fn validate(&self, p: &str, rules: &mut Rules) {
         let key = |k: &str| format!("{p}.{k}");
         if let Some(synth) = &self.synth {
-            if let Err(e) = synth.validate() {
-                rules.check(false, &format!("{p}.synth.{}", e.key), || e.to_string());
-            }
+            synth.check(&key("synth"), rules);
             rules.check(self.manifest.is_some(), &key("synth"), || {
                 "grpo.synth says how to write grpo.manifest, which is not set: set \
                  grpo.manifest to where the set should go"

@@ -2,6 +2,7 @@
 //! rater noise. Parsed from TOML/JSON (unknown keys are errors) and checked
 //! by [`SynthConfig::validate`] before anything is generated.
 
+use crate::config::Rules;
 use serde::{Deserialize, Serialize};
 
 /// Settings of one synthetic data set. Every field has a default, so an
@@ -66,6 +67,14 @@ impl SynthConfig {
     /// Number of frames per clip: `round(fps · seconds)`.
     pub fn frames(&self) -> u32 {
         (self.fps as f32 * self.seconds).round() as u32
+    }
+
+    /// [`SynthConfig::validate`] inside a config: the first broken rule is
+    /// reported under `{p}.{key}` (`p` is the section, e.g. `pretrain.synth`).
+    pub fn check(&self, p: &str, rules: &mut Rules) {
+        if let Err(e) = self.validate() {
+            rules.check(false, &format!("{p}.{}", e.key), || e.to_string());
+        }
     }
 
     /// Checks every rule; the first broken one is returned.
