@@ -18,6 +18,10 @@
 //! run directories are kept under `runs/`), so an interrupted benchmark
 //! continues where it stopped.
 //!
+//! With `pipeline.validation` each seed also prints the three stages' mean
+//! SRCC on the validation set (the claims are judged on the test split
+//! only).
+//!
 //! Beside each seed's GRPO − cold start difference the benchmark prints its
 //! paired-bootstrap standard deviation over the test videos
 //! ([`paired_srcc_difference`]): how large a difference the test split can
@@ -125,6 +129,18 @@ fn main() -> Result<()> {
             gain.sd,
             summary.seconds / 60.0
         );
+        let validation: Option<Vec<f64>> = summary
+            .rows
+            .iter()
+            .map(StageRow::validation_mean_srcc)
+            .collect();
+        if let Some(v) = validation {
+            println!(
+                "seed {seed}: validation set (pipeline.validation)  cold start {:+.3}  + GRPO {:+.3}  \
+                 + cool-off {:+.3}",
+                v[0], v[1], v[2]
+            );
+        }
         per_seed.push(means);
     }
 
@@ -154,6 +170,11 @@ fn main() -> Result<()> {
             .map(|g| format!("{g:+.3}"))
             .collect::<Vec<_>>()
             .join(", ")
+    );
+    let (gain_mean, gain_sd) = mean_and_sample_std(&gains);
+    println!(
+        "GRPO − cold start over seeds: {gain_mean:+.3} ± {:.3} (standard error)",
+        gain_sd / (gains.len() as f64).sqrt()
     );
     let claim1 = grpo_wins == gains.len();
     let claim2 = cool_mean >= grpo_mean - noise;

@@ -652,6 +652,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("`pipeline.cooloff_optim.lr`"), "{e}");
+        let e = parse("", &["pipeline.validation.synth.width=95"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`pipeline.validation.synth.width`"), "{e}");
     }
 
     #[test]
@@ -669,6 +673,9 @@ mod tests {
         let quick = load(&dir.join("quickstart.toml"), &[]).unwrap();
         assert!(quick.pipeline.pretrain);
         assert_ne!(quick.pretrain.manifest, quick.data.manifest);
+        let validation = quick.pipeline.validation.expect("quickstart validates");
+        assert_ne!(validation.manifest, quick.data.manifest);
+        assert_ne!(validation.manifest, quick.pretrain.manifest);
     }
 
     #[test]

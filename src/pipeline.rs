@@ -1,6 +1,9 @@
 //! `vgrpo pipeline`: the whole Q-Save recipe from one config —
 //! synth (if the manifest is missing) → SFT cold start → eval → GRPO →
 //! eval → SFT cool-off → eval — and the stage table (paper Table 4 style).
+//! With `[pipeline.validation]` every eval also judges a validation set of
+//! its own, printed as a second table, so settings are chosen without
+//! looking at the test split.
 //!
 //! Each stage is an ordinary run of its own command with a config derived
 //! from the pipeline's: run name `<name>-<stage>`, `[model] path` set to the
@@ -12,8 +15,8 @@
 
 use crate::checkpoint::Resume;
 use crate::config::{self, Config, Rules, Validate};
-use crate::data::Dimension;
 use crate::data::synth::{SynthConfig, ensure_synthetic_set};
+use crate::data::{Dimension, same_file};
 use crate::eval::report::EvalReport;
 use crate::eval::run::run_eval;
 use crate::grpo::trainer::train;
@@ -50,6 +53,37 @@ pub struct PipelineConfig {
     /// cold start: the stand-in for a pretrained VLM when `[model]` is the
     /// randomly initialised tiny model (see [`crate::pretrain`]).
     pub pretrain: bool,
+    /// A validation set of its own (absent: none). Every stage is judged on
+    /// its test split too, in a second table, so settings can be chosen
+    /// without looking at the test split.
+    pub validation: Option<ValidationConfig>,
+}
+
+/// `[pipeline.validation]`: a held-out set no stage trains on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ValidationConfig {
+    /// Its manifest, written from `synth` when missing. Must be none of the
+    /// sets a stage trains on (`data.manifest`, `grpo.manifest`,
+    /// `pretrain.manifest`).
+    pub manifest: PathBuf,
+    /// The synthetic validation set: a seed of its own, and most videos in
+    /// the test split (the split that is judged).
+    pub synth: SynthConfig,
+}
+
+impl Default for ValidationConfig {
+    fn default() -> Self {
+        ValidationConfig {
+            manifest: PathBuf::from("data/synth-val/manifest.jsonl"),
+            synth: SynthConfig {
+                videos: 300,
+                seed: 3000,
+                test_fraction: 0.8,
+                ..SynthConfig::default()
+            },
+        }
+    }
 }
 
 impl Default for PipelineConfig {
@@ -66,6 +100,7 @@ impl Default for PipelineConfig {
             grpo_optim: OptimConfig::default(),
             cooloff_epochs: 3,
             pretrain: false,
+            validation: None,
         }
     }
 }
@@ -83,6 +118,9 @@ impl Validate for PipelineConfig {
             &format!("{p}.cooloff_epochs"),
             || format!("cooloff_epochs must be ≥ 1, got {}", self.cooloff_epochs),
         );
+        if let Some(v) = &self.validation {
+            v.synth.check(&format!("{p}.validation.synth"), rules);
+        }
     }
 }
 
@@ -101,6 +139,12 @@ pub enum PipelineError {
         dir.display()
     )]
     StaleStage { dir: PathBuf, differences: String },
+    #[error(
+        "pipeline.validation.manifest is {key} ({}): a stage trains on that set, so it cannot \
+         validate; point pipeline.validation.manifest at a set of its own",
+        path.display()
+    )]
+    ValidationTrainedOn { key: &'static str, path: PathBuf },
     #[error("the GRPO stage was interrupted; rerun the pipeline to continue it")]
     Interrupted,
     #[error("writing {path}: {source}")]
@@ -119,34 +163,46 @@ fn stage_err(stage: &'static str) -> impl Fn(String) -> PipelineError {
 pub struct StageRow {
     pub stage: String,
     pub model: PathBuf,
+    /// On the test split of `data.manifest`.
     pub report: EvalReport,
     /// Where the evaluation wrote `report.json` and `predictions.jsonl`.
     pub eval_dir: PathBuf,
-    /// Wall time of the stage's training (0 for the base model) and eval.
+    /// On the validation set's test split, with `pipeline.validation`
+    /// (written to `eval-validation/`).
+    pub validation: Option<EvalReport>,
+    /// Wall time of the stage's training (0 for the base model) and its
+    /// evaluations.
     pub train_seconds: f64,
     pub eval_seconds: f64,
 }
 
 impl StageRow {
-    /// Instance-level SRCC of each dimension, in [`Dimension::ALL`] order.
-    fn dimension_srcc(&self) -> Vec<Option<f64>> {
-        Dimension::ALL
-            .iter()
-            .map(|&d| {
-                self.report
-                    .dimensions
-                    .iter()
-                    .find(|x| x.dimension == d)
-                    .and_then(|x| x.instance.value().map(|c| c.srcc))
-            })
-            .collect()
+    /// Mean instance-level SRCC over the dimensions on the test split (the
+    /// stage table's "mean SRCC"; an undefined correlation counts as 0).
+    pub fn mean_srcc(&self) -> f64 {
+        mean(&dimension_srcc(&self.report)).unwrap_or(0.0)
     }
 
-    /// Mean instance-level SRCC over the dimensions (the stage table's
-    /// "mean SRCC"; an undefined correlation counts as 0).
-    pub fn mean_srcc(&self) -> f64 {
-        mean(&self.dimension_srcc()).unwrap_or(0.0)
+    /// The same on the validation set, with `pipeline.validation`.
+    pub fn validation_mean_srcc(&self) -> Option<f64> {
+        self.validation
+            .as_ref()
+            .map(|r| mean(&dimension_srcc(r)).unwrap_or(0.0))
     }
+}
+
+/// Instance-level SRCC of each dimension, in [`Dimension::ALL`] order.
+fn dimension_srcc(report: &EvalReport) -> Vec<Option<f64>> {
+    Dimension::ALL
+        .iter()
+        .map(|&d| {
+            report
+                .dimensions
+                .iter()
+                .find(|x| x.dimension == d)
+                .and_then(|x| x.instance.value().map(|c| c.srcc))
+        })
+        .collect()
 }
 
 /// What the pipeline produced.
@@ -168,6 +224,14 @@ pub fn run_pipeline(
     let p = &config.pipeline;
 
     ensure_synthetic_set(&config.data.manifest, &p.synth, "the synthetic data set")?;
+    let validation = match &p.validation {
+        Some(v) => {
+            check_validation_set(config, &v.manifest)?;
+            ensure_synthetic_set(&v.manifest, &v.synth, "the validation set")?;
+            Some(v.manifest.as_path())
+        }
+        None => None,
+    };
 
     let stage = |suffix: &str| {
         let mut c = config.clone();
@@ -213,6 +277,7 @@ pub fn run_pipeline(
         final_of(&cold),
         AnswerOrder::ThinkFirst,
         cold_seconds,
+        validation,
         device,
     )?);
 
@@ -243,6 +308,7 @@ pub fn run_pipeline(
         final_of(&grpo),
         AnswerOrder::ThinkFirst,
         grpo_seconds,
+        validation,
         device,
     )?);
 
@@ -266,6 +332,7 @@ pub fn run_pipeline(
         final_of(&cool),
         AnswerOrder::RatingFirst,
         cool_seconds,
+        validation,
         device,
     )?);
 
@@ -350,15 +417,40 @@ fn finished(cfg: &Config, stage: Stage, upstream_trained: bool) -> Result<bool, 
     }
 }
 
-/// Evaluates a stage's exported model on the test split. The result is
-/// cached in `<run dir>/eval/` with the config that produced it
-/// (`eval/config.toml`) and reused only for that same config.
+/// Refuses a validation manifest that a stage trains on.
+fn check_validation_set(config: &Config, manifest: &Path) -> Result<(), PipelineError> {
+    let trained_on = [
+        ("data.manifest", Some(&config.data.manifest)),
+        ("grpo.manifest", config.grpo.manifest.as_ref()),
+        (
+            "pretrain.manifest",
+            config
+                .pipeline
+                .pretrain
+                .then_some(&config.pretrain.manifest),
+        ),
+    ];
+    match trained_on
+        .into_iter()
+        .find(|(_, path)| path.is_some_and(|p| same_file(p, manifest)))
+    {
+        Some((key, _)) => Err(PipelineError::ValidationTrainedOn {
+            key,
+            path: manifest.to_path_buf(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Evaluates a stage's exported model on the test split of `data.manifest`
+/// and, given `validation`, on that manifest's test split too.
 fn evaluate(
     stage_cfg: &Config,
     label: &str,
     model: PathBuf,
     order: AnswerOrder,
     train_seconds: f64,
+    validation: Option<&Path>,
     device: &Device,
 ) -> Result<StageRow, PipelineError> {
     let dir = stage_cfg.run.dir().join("eval");
@@ -367,32 +459,57 @@ fn evaluate(
     cfg.model.tokenizer = None;
     cfg.eval.order = order;
     let t = Instant::now();
-    let same_config = config::load(&dir.join("config.toml"), &[])
-        .is_ok_and(|saved| cfg.differences_from(&saved).is_empty());
-    let cached = std::fs::read_to_string(dir.join("report.json"))
-        .ok()
-        .and_then(|text| serde_json::from_str::<EvalReport>(&text).ok());
-    let report = match cached {
-        Some(report) if same_config => report,
-        _ => {
-            log::info!("pipeline: evaluating {label}");
-            let out = run_eval(&cfg, device).map_err(|e| stage_err("eval")(e.to_string()))?;
-            out.write(&dir)
-                .map_err(|e| stage_err("eval")(e.to_string()))?;
-            // Written last: a config.toml beside a report means the report is complete.
-            cfg.write_resolved(&dir)
-                .map_err(|e| stage_err("eval")(e.to_string()))?;
-            out.report
+    let report = evaluate_cached(&cfg, &dir, label, device)?;
+    let validation = match validation {
+        Some(manifest) => {
+            let mut cfg = cfg.clone();
+            cfg.data.manifest = manifest.to_path_buf();
+            let dir = stage_cfg.run.dir().join("eval-validation");
+            Some(evaluate_cached(
+                &cfg,
+                &dir,
+                &format!("{label} (validation set)"),
+                device,
+            )?)
         }
+        None => None,
     };
     Ok(StageRow {
         stage: label.to_string(),
         model,
         report,
         eval_dir: dir,
+        validation,
         train_seconds,
         eval_seconds: t.elapsed().as_secs_f64(),
     })
+}
+
+/// Runs `vgrpo eval` with `cfg` into `dir`. The result is cached there with
+/// the config that produced it (`config.toml`) and reused only for that same
+/// config.
+fn evaluate_cached(
+    cfg: &Config,
+    dir: &Path,
+    label: &str,
+    device: &Device,
+) -> Result<EvalReport, PipelineError> {
+    let same_config = config::load(&dir.join("config.toml"), &[])
+        .is_ok_and(|saved| cfg.differences_from(&saved).is_empty());
+    let cached = std::fs::read_to_string(dir.join("report.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str::<EvalReport>(&text).ok());
+    if let Some(report) = cached.filter(|_| same_config) {
+        return Ok(report);
+    }
+    log::info!("pipeline: evaluating {label}");
+    let out = run_eval(cfg, device).map_err(|e| stage_err("eval")(e.to_string()))?;
+    out.write(dir)
+        .map_err(|e| stage_err("eval")(e.to_string()))?;
+    // Written last: a config.toml beside a report means the report is complete.
+    cfg.write_resolved(dir)
+        .map_err(|e| stage_err("eval")(e.to_string()))?;
+    Ok(out.report)
 }
 
 fn write(path: &Path, text: &str) -> Result<(), PipelineError> {
@@ -410,16 +527,31 @@ fn write(path: &Path, text: &str) -> Result<(), PipelineError> {
 
 /// The markdown stage table: instance-level SRCC per dimension and their
 /// mean, PLCC, model-level SRCC, pairwise accuracy, format rate and exact
-/// rating accuracy, with the noise ceiling of the test set.
+/// rating accuracy, with the noise ceiling of the test set; then the same on
+/// the validation set when the rows have one.
 pub fn stage_table(rows: &[StageRow]) -> String {
+    let mut out = report_table(rows.iter().map(|r| (r.stage.as_str(), &r.report)));
+    let validation: Option<Vec<(&str, &EvalReport)>> = rows
+        .iter()
+        .map(|r| r.validation.as_ref().map(|v| (r.stage.as_str(), v)))
+        .collect();
+    if let Some(validation) = validation.filter(|v| !v.is_empty()) {
+        out.push_str("\nValidation set (`pipeline.validation`, its test split):\n\n");
+        out.push_str(&report_table(validation.into_iter()));
+    }
+    out
+}
+
+/// One table of [`stage_table`]: a row per (stage, report).
+fn report_table<'a>(rows: impl Iterator<Item = (&'a str, &'a EvalReport)>) -> String {
     let fmt = |v: Option<f64>| v.map_or("–".to_string(), |x| format!("{x:.3}"));
     let mut out = String::from(
         "| stage | SRCC visual | SRCC dynamic | SRCC alignment | mean SRCC | mean PLCC | model SRCC | pairwise acc (w/o ties) | format | exact |\n\
          |---|---|---|---|---|---|---|---|---|---|\n",
     );
-    for row in rows {
-        let r = &row.report;
-        let srcc = row.dimension_srcc();
+    let mut ceiling = None;
+    for (stage, r) in rows {
+        let srcc = dimension_srcc(r);
         let plcc: Vec<Option<f64>> = Dimension::ALL
             .iter()
             .map(|&d| {
@@ -430,8 +562,7 @@ pub fn stage_table(rows: &[StageRow]) -> String {
             })
             .collect();
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
-            row.stage,
+            "| {stage} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             fmt(srcc[0]),
             fmt(srcc[1]),
             fmt(srcc[2]),
@@ -442,11 +573,9 @@ pub fn stage_table(rows: &[StageRow]) -> String {
             fmt(r.overall.format_rate),
             fmt(r.overall.exact_rating_accuracy),
         ));
+        ceiling = ceiling.or(Some(r.overall.noise_ceiling_srcc));
     }
-    if let Some(ceiling) = rows
-        .first()
-        .and_then(|r| r.report.overall.noise_ceiling_srcc)
-    {
+    if let Some(Some(ceiling)) = ceiling {
         out.push_str(&format!(
             "\nNoise ceiling (SRCC of the noise-free score against the MOS, test split): {ceiling:.3}\n"
         ));
@@ -480,6 +609,110 @@ mod tests {
         cfg.write_resolved(&dir).unwrap();
         std::fs::create_dir_all(dir.join(FINAL)).unwrap();
         std::fs::write(dir.join(FINAL).join("config.json"), "{}").unwrap();
+    }
+
+    #[test]
+    fn the_validation_set_must_be_one_no_stage_trains_on() {
+        let cfg = |extra: &str| {
+            let text = format!(
+                "[data]\nmanifest = \"a/manifest.jsonl\"\n[grpo]\nmanifest = \"b/manifest.jsonl\"\n\
+                 [pretrain]\nmanifest = \"c/manifest.jsonl\"\n{extra}"
+            );
+            config::from_str(Path::new("p.toml"), &text, &[]).unwrap()
+        };
+        let with_pretrain = cfg("[pipeline]\npretrain = true\n");
+        for (dir, key) in [
+            ("a", "data.manifest"),
+            ("b", "grpo.manifest"),
+            ("c", "pretrain.manifest"),
+        ] {
+            let path = PathBuf::from(format!("{dir}/manifest.jsonl"));
+            let err = check_validation_set(&with_pretrain, &path).unwrap_err();
+            let message = err.to_string();
+            assert!(
+                message.contains(&format!("pipeline.validation.manifest is {key}")),
+                "{message}"
+            );
+        }
+        let fresh = Path::new("d/manifest.jsonl");
+        assert!(check_validation_set(&with_pretrain, fresh).is_ok());
+        // Without the pre-training stage its set trains nothing.
+        assert!(check_validation_set(&cfg(""), Path::new("c/manifest.jsonl")).is_ok());
+    }
+
+    /// A report whose visual SRCC is `sign` (±1) and whose other dimensions
+    /// are empty.
+    fn report(sign: f32) -> EvalReport {
+        use crate::data::{MosScale, Rating};
+        use crate::eval::metrics::PairwiseConfig;
+        use crate::eval::report::{Prediction, aggregate};
+        let predictions: Vec<Prediction> = (1..=3)
+            .map(|i| {
+                let mos = i as f32;
+                let score = 0.5 + sign * 0.1 * mos;
+                Prediction {
+                    id: format!("v{i}"),
+                    dimension: Dimension::Visual,
+                    generator: "g".into(),
+                    mos,
+                    clean_mos: None,
+                    label: Rating::Fair,
+                    score,
+                    mos_scale_score: 1.0 + 4.0 * score,
+                    rating_probs: [0.2; 5],
+                    answer: None,
+                }
+            })
+            .collect();
+        let scale = MosScale::default();
+        let (dimensions, overall) = aggregate(&predictions, scale, PairwiseConfig::default());
+        EvalReport {
+            model: "m".into(),
+            order: AnswerOrder::ThinkFirst,
+            scale,
+            pairwise_config: PairwiseConfig::default(),
+            dimensions,
+            overall,
+            failed_rows: 0,
+            seconds: 0.0,
+        }
+    }
+
+    fn row(stage: &str, test: f32, validation: Option<f32>) -> StageRow {
+        StageRow {
+            stage: stage.into(),
+            model: PathBuf::from("m"),
+            report: report(test),
+            eval_dir: PathBuf::from("e"),
+            validation: validation.map(report),
+            train_seconds: 0.0,
+            eval_seconds: 0.0,
+        }
+    }
+
+    #[test]
+    fn the_stage_table_adds_the_validation_set_when_every_stage_has_one() {
+        // Visual SRCC ±1, the other dimensions undefined (0): mean ±1/3.
+        let rows = [row("cold", 1.0, Some(-1.0)), row("+ GRPO", -1.0, Some(1.0))];
+        assert!((rows[0].mean_srcc() - 1.0 / 3.0).abs() < 1e-12);
+        assert_eq!(
+            rows[1].validation_mean_srcc().map(|m| (m * 3.0).round()),
+            Some(1.0)
+        );
+        let table = stage_table(&rows);
+        let (test, validation) = table
+            .split_once("Validation set")
+            .unwrap_or_else(|| panic!("{table}"));
+        assert!(test.contains("| cold | 1.000 | – | – | 0.333 |"), "{table}");
+        assert!(test.contains("| + GRPO | -1.000 |"), "{table}");
+        assert!(validation.contains("| cold | -1.000 |"), "{table}");
+        assert!(
+            validation.contains("| + GRPO | 1.000 | – | – | 0.333 |"),
+            "{table}"
+        );
+
+        let without = [row("cold", 1.0, None), row("+ GRPO", -1.0, Some(1.0))];
+        assert!(!stage_table(&without).contains("Validation set"));
     }
 
     #[test]
