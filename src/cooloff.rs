@@ -7,14 +7,16 @@
 //! at the first answer token (paper §4.2.3). The line uses the
 //! LLaMA-Factory / ShareGPT multimodal layout — `messages` with `role` and
 //! `content`, a `<video>` placeholder in the user turn, and `videos` — which
-//! TRL and LLaMA-Factory load as is, plus provenance for the user:
+//! TRL and LLaMA-Factory load as is, plus provenance for the user and the
+//! row's MOS, so an SFT tool can train the score regression (CE + MSE)
+//! from this file alone:
 //!
 //! ```json
 //! {"messages":[{"role":"user","content":"<video>Judge its visual quality …"},
 //!              {"role":"assistant","content":"Good<think>Sharp frames …</think>"}],
 //!  "videos":["data/synth/videos/v0007.mp4"],
 //!  "id":"v0007-visual","video":"data/synth/videos/v0007.mp4","dimension":"visual",
-//!  "label":"Good","reward":1.5,"step":3,"group":12,"sample":5}
+//!  "label":"Good","mos":4.11,"reward":1.5,"step":3,"group":12,"sample":5}
 //! ```
 //!
 //! Rows are appended through [`crate::jsonl::JsonlWriter`], whose committed
@@ -51,6 +53,10 @@ pub struct CoolOffRow {
     pub dimension: Dimension,
     /// The MOS-derived rating the rollout matched.
     pub label: Rating,
+    /// The manifest row's MOS: the target of the cool-off's score
+    /// regression. Absent in files written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mos: Option<f32>,
     /// The rollout's total reward `R_acc + λ·R_fmt`.
     pub reward: f32,
     /// GRPO step that produced it (1-based).
@@ -68,6 +74,7 @@ pub struct Provenance {
     pub video: PathBuf,
     pub dimension: Dimension,
     pub label: Rating,
+    pub mos: f32,
     pub reward: f32,
     pub step: u64,
     pub group: u64,
@@ -94,6 +101,7 @@ impl CoolOffRow {
             video: p.video,
             dimension: p.dimension,
             label: p.label,
+            mos: Some(p.mos),
             reward: p.reward,
             step: p.step,
             group: p.group,
@@ -125,6 +133,7 @@ mod tests {
                 video: "videos/v1.mp4".into(),
                 dimension: Dimension::Visual,
                 label: Rating::Good,
+                mos: 4.11,
                 reward: 1.5,
                 step: 3,
                 group: 12,
@@ -142,7 +151,14 @@ mod tests {
         assert_eq!(json["dimension"], "visual");
         assert_eq!(json["label"], "Good");
         assert_eq!(json["step"], 3);
-        let back: CoolOffRow = serde_json::from_value(json).unwrap();
+        assert_eq!(json["mos"].as_f64().map(|m| m as f32), Some(4.11));
+        let back: CoolOffRow = serde_json::from_value(json.clone()).unwrap();
         assert_eq!(back.answer(), Some("Good<think>Sharp.</think>"));
+        assert_eq!(back, row);
+        // Files written before the MOS was recorded still load.
+        let mut old = json;
+        old.as_object_mut().unwrap().remove("mos");
+        let back: CoolOffRow = serde_json::from_value(old).unwrap();
+        assert_eq!(back.mos, None);
     }
 }

@@ -166,6 +166,12 @@ fn a_run_writes_metrics_checkpoints_cooloff_and_a_final_model() {
     let cooloff: Vec<CoolOffRow> = read_rows(&summary.cooloff).unwrap();
     let kept: usize = rows.iter().map(|r| r.cooloff_rows).sum();
     assert_eq!(cooloff.len(), kept);
+    // Each carries its row's MOS, the cool-off's regression target.
+    let rows_by_id = Manifest::load(&manifest).unwrap().rows;
+    for c in &cooloff {
+        let row = rows_by_id.iter().find(|r| r.id == c.id).unwrap();
+        assert_eq!(c.mos, Some(row.mos), "{}", c.id);
+    }
     // Starting again without --resume refuses to overwrite.
     let again = train(
         &cfg,

@@ -227,6 +227,7 @@ fn cool_off_trains_rating_first_answers_joined_to_the_manifest() {
                     video: manifest.video_path(row),
                     dimension: row.dimension,
                     label,
+                    mos: row.mos,
                     reward: 1.5,
                     step: 1,
                     group: i as u64,
@@ -253,6 +254,22 @@ fn cool_off_trains_rating_first_answers_joined_to_the_manifest() {
             .contains("row 2 (\"v5-visual\") is a rollout of")
             && err.to_string().contains("grpo.manifest"),
         "{err}"
+    );
+    // So is a row harvested at another MOS (the manifest was edited since).
+    let mut edited = rows.clone();
+    edited[0].mos = edited[0].mos.map(|m| m + 0.5);
+    let err = vgrpo::sft::data::cooloff_items(&manifest, &edited, scale).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("row 1 (\"v5-visual\") was harvested at MOS"),
+        "{err}"
+    );
+    // A file written before rows recorded their MOS still joins.
+    let mut old = rows.clone();
+    old.iter_mut().for_each(|r| r.mos = None);
+    assert_eq!(
+        vgrpo::sft::data::cooloff_items(&manifest, &old, scale).unwrap(),
+        items
     );
 
     let cooloff = tmp.path().join("cooloff.jsonl");

@@ -536,6 +536,7 @@ pub fn train(
                     video: manifest.video_path(&e.row),
                     dimension: e.row.dimension,
                     label: s.label,
+                    mos: e.row.mos,
                     reward: s.reward,
                     step,
                     group: s.rollout.group,

@@ -7,7 +7,8 @@
 //! - Cool-off: the rows of `rollouts/<run>/cooloff.jsonl` (already
 //!   `{Rating}<think>…</think>`), joined by `id` (and checked by video) to
 //!   the manifest GRPO drew them from, for the video, the generation prompt
-//!   and the MOS the score regresses to.
+//!   and the MOS the score regresses to (a row that recorded another MOS is
+//!   refused: the manifest changed since the GRPO run).
 //!
 //! Either way the prompt asks for the layout the answer uses (see
 //! `text::prompt`), and the MSE target is the normalised MOS.
@@ -53,6 +54,18 @@ pub enum SftDataError {
         rollout: PathBuf,
         manifest: PathBuf,
         row: PathBuf,
+    },
+    #[error(
+        "cool-off row {line} ({id:?}) was harvested at MOS {rollout}, but {id:?} in {} has MOS \
+         {manifest_mos}: the manifest changed since the GRPO run; rerun GRPO on this manifest",
+        manifest.display()
+    )]
+    OtherMos {
+        line: usize,
+        id: String,
+        rollout: f32,
+        manifest: PathBuf,
+        manifest_mos: f32,
     },
     #[error("cool-off row {line} ({id:?}) has no assistant message")]
     NoAnswer { line: usize, id: String },
@@ -123,6 +136,18 @@ pub fn cooloff_items(
                     row: video,
                 });
             }
+            let mos = manifest.rows[row].mos;
+            // A MOS stored with two decimals survives the f32 round trip
+            // through JSON well within this.
+            if let Some(harvested) = c.mos.filter(|m| (m - mos).abs() > 1e-4) {
+                return Err(SftDataError::OtherMos {
+                    line: line + 1,
+                    id: c.id.clone(),
+                    rollout: harvested,
+                    manifest: manifest.path.clone(),
+                    manifest_mos: mos,
+                });
+            }
             let answer = c.answer().ok_or_else(|| SftDataError::NoAnswer {
                 line: line + 1,
                 id: c.id.clone(),
@@ -131,7 +156,7 @@ pub fn cooloff_items(
                 row,
                 answer: answer.to_string(),
                 rating: c.label,
-                target: scale.normalise(manifest.rows[row].mos).clamp(0.0, 1.0),
+                target: scale.normalise(mos).clamp(0.0, 1.0),
             })
         })
         .collect()
