@@ -530,27 +530,29 @@ fn write(path: &Path, text: &str) -> Result<(), PipelineError> {
 /// rating accuracy, with the noise ceiling of the test set; then the same on
 /// the validation set when the rows have one.
 pub fn stage_table(rows: &[StageRow]) -> String {
-    let mut out = report_table(rows.iter().map(|r| (r.stage.as_str(), &r.report)));
+    let test: Vec<(&str, &EvalReport)> =
+        rows.iter().map(|r| (r.stage.as_str(), &r.report)).collect();
+    let mut out = report_table(&test);
     let validation: Option<Vec<(&str, &EvalReport)>> = rows
         .iter()
         .map(|r| r.validation.as_ref().map(|v| (r.stage.as_str(), v)))
         .collect();
     if let Some(validation) = validation.filter(|v| !v.is_empty()) {
         out.push_str("\nValidation set (`pipeline.validation`, its test split):\n\n");
-        out.push_str(&report_table(validation.into_iter()));
+        out.push_str(&report_table(&validation));
     }
     out
 }
 
-/// One table of [`stage_table`]: a row per (stage, report).
-fn report_table<'a>(rows: impl Iterator<Item = (&'a str, &'a EvalReport)>) -> String {
+/// One table of [`stage_table`]: a row per (stage, report), and the first
+/// report's noise ceiling.
+fn report_table(rows: &[(&str, &EvalReport)]) -> String {
     let fmt = |v: Option<f64>| v.map_or("–".to_string(), |x| format!("{x:.3}"));
     let mut out = String::from(
         "| stage | SRCC visual | SRCC dynamic | SRCC alignment | mean SRCC | mean PLCC | model SRCC | pairwise acc (w/o ties) | format | exact |\n\
          |---|---|---|---|---|---|---|---|---|---|\n",
     );
-    let mut ceiling = None;
-    for (stage, r) in rows {
+    for &(stage, r) in rows {
         let srcc = dimension_srcc(r);
         let plcc: Vec<Option<f64>> = Dimension::ALL
             .iter()
@@ -573,9 +575,8 @@ fn report_table<'a>(rows: impl Iterator<Item = (&'a str, &'a EvalReport)>) -> St
             fmt(r.overall.format_rate),
             fmt(r.overall.exact_rating_accuracy),
         ));
-        ceiling = ceiling.or(Some(r.overall.noise_ceiling_srcc));
     }
-    if let Some(Some(ceiling)) = ceiling {
+    if let Some(ceiling) = rows.first().and_then(|(_, r)| r.overall.noise_ceiling_srcc) {
         out.push_str(&format!(
             "\nNoise ceiling (SRCC of the noise-free score against the MOS, test split): {ceiling:.3}\n"
         ));
