@@ -1,29 +1,36 @@
-//! Run configuration: TOML file + `--set key=value` overrides → a typed,
-//! validated [`Config`].
+//! Run configuration: the root [`Config`] of every command, above the
+//! layers it is built from:
 //!
-//! Loading happens in three steps, each with its own kind of error:
-//! 1. parse the TOML text (syntax errors come with toml's own line/column);
-//! 2. apply `--set a.b=c` overrides to the parsed table;
-//! 3. deserialize into typed sections (`deny_unknown_fields` everywhere) and
-//!    validate every rule, collecting all violations at once.
+//! ```text
+//! config.rs (this file)   the root Config, [run] and [data], the resolved
+//!                         config a run writes, differences between configs
+//!   ├ each stage's section beside its stage (grpo/config.rs, sft/config.rs,
+//!   │ pretrain/config.rs, pipeline/config.rs, eval/config.rs, …)
+//!   ├ config/load.rs      TOML + `--set` overrides → typed, validated value
+//!   └ config/rules.rs     the `Validate` trait every section implements
+//! ```
 //!
-//! Every error names the file, the key and where it is (`file:line:col`, or
-//! the `--set` that introduced it), states the rule with the numbers, and for
-//! misspelt keys suggests the closest valid one — the way `typos` and
-//! `ripgrep` report bad input. Relative paths in a config resolve against the
-//! current directory (where the user launched the run).
+//! The arrows only point down: a stage's section uses `rules`, never this
+//! file, so no import cycle runs through the config. Relative paths in a
+//! config resolve against the current directory (where the user launched
+//! the run).
+
+pub mod load;
+pub mod rules;
+
+pub use load::{ConfigError, KeyError, Origin};
+pub use rules::{Rules, Validate, Violation};
 
 use crate::data::MosScale;
-use crate::eval::EvalConfig;
+use crate::eval::config::EvalConfig;
 use crate::grpo::config::GrpoConfig;
 use crate::model_source::ModelConfig;
 use crate::optim::OptimConfig;
-use crate::pipeline::PipelineConfig;
-use crate::pretrain::PretrainConfig;
-use crate::sft::SftConfig;
+use crate::pipeline::config::PipelineConfig;
+use crate::pretrain::config::PretrainConfig;
+use crate::sft::config::SftConfig;
 use crate::video::VideoConfig;
 use serde::{Deserialize, Serialize};
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// The whole validated run configuration.
@@ -62,6 +69,9 @@ pub struct RunConfig {
     pub seed: u64,
     /// Parent directory of run directories.
     pub out_dir: PathBuf,
+    /// Every trainer stops after this many non-finite updates in a row
+    /// (each is skipped, the weights untouched).
+    pub max_nonfinite: u32,
 }
 
 impl Default for RunConfig {
@@ -70,6 +80,7 @@ impl Default for RunConfig {
             name: "quickstart".into(),
             seed: 0,
             out_dir: "runs".into(),
+            max_nonfinite: 3,
         }
     }
 }
@@ -112,50 +123,13 @@ impl DataConfig {
     }
 }
 
-/// One broken rule: the dotted key(s) it involves and a message that states
-/// the rule and the offending numbers. A rule between two keys lists both;
-/// the error then points at whichever the user actually wrote.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Violation {
-    pub keys: Vec<String>,
-    pub message: String,
-}
-
-/// Collects violations while a section checks its rules.
-#[derive(Debug, Default)]
-pub struct Rules {
-    violations: Vec<Violation>,
-}
-
-impl Rules {
-    /// Records `message` against `key` unless `ok`.
-    pub fn check(&mut self, ok: bool, key: &str, message: impl FnOnce() -> String) {
-        self.check_keys(ok, &[key], message);
-    }
-
-    /// Records `message` against a rule relating several keys unless `ok`.
-    pub fn check_keys(&mut self, ok: bool, keys: &[&str], message: impl FnOnce() -> String) {
-        if !ok {
-            self.violations.push(Violation {
-                keys: keys.iter().map(|k| k.to_string()).collect(),
-                message: message(),
-            });
-        }
-    }
-
-    pub fn into_violations(self) -> Vec<Violation> {
-        self.violations
-    }
-}
-
-/// A section that knows its own rules. `prefix` is the section's dotted
-/// path (`"grpo"`), so messages name the full key.
-pub trait Validate {
-    fn validate(&self, prefix: &str, rules: &mut Rules);
-}
-
 impl Validate for RunConfig {
     fn validate(&self, p: &str, rules: &mut Rules) {
+        rules.check(
+            self.max_nonfinite >= 1,
+            &format!("{p}.max_nonfinite"),
+            || format!("max_nonfinite must be ≥ 1, got {}", self.max_nonfinite),
+        );
         let name_ok = !self.name.is_empty()
             && self
                 .name
@@ -213,193 +187,14 @@ impl Validate for VideoConfig {
     }
 }
 
-/// Where a config value came from, for error messages.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Origin {
-    /// `file:line:col` of the key in the config file.
-    File {
-        path: PathBuf,
-        line: usize,
-        col: usize,
-    },
-    /// A `--set` on the command line.
-    Override(String),
-    /// The key is absent; its default applies.
-    Default(PathBuf),
-}
-
-impl fmt::Display for Origin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Origin::File { path, line, col } => write!(f, "{}:{line}:{col}", path.display()),
-            Origin::Override(set) => write!(f, "--set {set}"),
-            Origin::Default(path) => write!(f, "{} (default value)", path.display()),
-        }
-    }
-}
-
-/// A located problem with one key.
-#[derive(Debug, Clone, PartialEq)]
-pub struct KeyError {
-    pub origin: Origin,
-    pub key: String,
-    pub message: String,
-}
-
-impl fmt::Display for KeyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: `{}`: {}", self.origin, self.key, self.message)
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: invalid TOML: {source}")]
-    Syntax {
-        path: PathBuf,
-        source: Box<toml::de::Error>,
-    },
-    #[error(
-        "bad --set {arg:?}: {reason} (the form is --set section.key=value, e.g. --set grpo.group_size=8)"
-    )]
-    Override { arg: String, reason: String },
-    #[error("{0}")]
-    Key(KeyError),
-    #[error("{} invalid setting{}:\n{}", .0.len(), if .0.len() == 1 { "" } else { "s" },
-        .0.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
-    Invalid(Vec<KeyError>),
-    #[error("cannot write resolved config {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-}
-
-/// A parsed `--set key=value`.
-#[derive(Debug, Clone)]
-struct Override {
-    text: String,
-    key: Vec<String>,
-    value: toml::Value,
-}
-
-impl Override {
-    /// `value` is read as a TOML value (`8`, `0.5`, `true`, `[1, 2]`,
-    /// `"x"`); anything that is not valid TOML is taken as a bare string, so
-    /// `--set run.name=my-run` works without shell-quoted quotes.
-    fn parse(arg: &str) -> Result<Override, ConfigError> {
-        let bad = |reason: &str| ConfigError::Override {
-            arg: arg.to_string(),
-            reason: reason.to_string(),
-        };
-        let (key, raw) = arg.split_once('=').ok_or_else(|| bad("no '=' in it"))?;
-        let key: Vec<String> = key
-            .trim()
-            .split('.')
-            .map(|s| s.trim().to_string())
-            .collect();
-        if key.iter().any(String::is_empty) {
-            return Err(bad("the key has an empty part"));
-        }
-        let raw = raw.trim();
-        let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
-            .ok()
-            .and_then(|mut t| t.remove("v"))
-            .unwrap_or_else(|| toml::Value::String(raw.to_string()));
-        Ok(Override {
-            text: arg.to_string(),
-            key,
-            value,
-        })
-    }
-
-    fn apply(&self, table: &mut toml::Table) -> Result<(), ConfigError> {
-        let (last, parents) = self.key.split_last().expect("key has at least one part");
-        let mut cur = table;
-        for (depth, part) in parents.iter().enumerate() {
-            let entry = cur
-                .entry(part.clone())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            cur = entry.as_table_mut().ok_or_else(|| ConfigError::Override {
-                arg: self.text.clone(),
-                reason: format!(
-                    "`{}` is a value, not a section",
-                    self.key[..=depth].join(".")
-                ),
-            })?;
-        }
-        cur.insert(last.clone(), self.value.clone());
-        Ok(())
-    }
-}
-
-/// Loads, overrides, deserializes and validates a config file.
+/// Loads, overrides, deserializes and validates a run config file.
 pub fn load(path: &Path, sets: &[String]) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    from_str(path, &text, sets)
+    load::load_file(path, sets)
 }
 
 /// Like [`load`] on text already in memory; `path` names it in errors.
 pub fn from_str(path: &Path, text: &str, sets: &[String]) -> Result<Config, ConfigError> {
-    let mut table: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Syntax {
-        path: path.to_path_buf(),
-        source: Box::new(e),
-    })?;
-    let overrides = sets
-        .iter()
-        .map(|s| Override::parse(s))
-        .collect::<Result<Vec<_>, _>>()?;
-    for o in &overrides {
-        o.apply(&mut table)?;
-    }
-    let locate = |key: &str| origin_of(path, text, &overrides, key);
-
-    let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(
-        |e: serde_path_to_error::Error<toml::de::Error>| {
-            let key = e.path().to_string();
-            let message = with_suggestion(e.inner().message());
-            ConfigError::Key(KeyError {
-                origin: locate(&key),
-                key,
-                message,
-            })
-        },
-    )?;
-
-    let mut rules = Rules::default();
-    config.validate("", &mut rules);
-    let errors: Vec<KeyError> = rules
-        .into_violations()
-        .into_iter()
-        .map(|v| {
-            // Blame the first involved key the user set; else the first key.
-            let located: Vec<(Origin, String)> =
-                v.keys.into_iter().map(|k| (locate(&k), k)).collect();
-            let (origin, key) = located
-                .iter()
-                .find(|(o, _)| !matches!(o, Origin::Default(_)))
-                .unwrap_or(&located[0])
-                .clone();
-            KeyError {
-                origin,
-                key,
-                message: v.message,
-            }
-        })
-        .collect();
-    if errors.is_empty() {
-        Ok(config)
-    } else {
-        Err(ConfigError::Invalid(errors))
-    }
+    load::parse(path, text, sets)
 }
 
 impl Config {
@@ -430,17 +225,39 @@ impl Config {
         self.grpo.manifest.as_deref().unwrap_or(&self.data.manifest)
     }
 
-    /// The settings in which `self` differs from `other`, as
-    /// `key: other's value → self's value` with dotted keys, in key order
-    /// (empty when the two are the same config).
-    pub fn differences_from(&self, other: &Config) -> Vec<String> {
+    /// The settings in which `self` differs from `other`, in key order
+    /// (empty when the two are the same config), leaving out the top-level
+    /// sections in `ignored`.
+    pub fn changes_from(&self, other: &Config, ignored: &[&str]) -> Vec<Change> {
         let (old, new) = (flat_settings(other), flat_settings(self));
         let keys: std::collections::BTreeSet<&String> = old.keys().chain(new.keys()).collect();
-        let show = |v: Option<&String>| v.map_or("(unset)".to_string(), String::clone);
         keys.into_iter()
             .filter(|k| old.get(*k) != new.get(*k))
-            .map(|k| format!("{k}: {} → {}", show(old.get(k)), show(new.get(k))))
+            .filter(|k| !ignored.contains(&k.split('.').next().unwrap_or_default()))
+            .map(|k| Change {
+                key: k.clone(),
+                old: old.get(k).cloned(),
+                new: new.get(k).cloned(),
+            })
             .collect()
+    }
+}
+
+/// One setting that differs between two configs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The dotted key (`grpo.kl_coef`).
+    pub key: String,
+    /// Its value in the older config (`None`: unset there).
+    pub old: Option<String>,
+    pub new: Option<String>,
+}
+
+impl std::fmt::Display for Change {
+    /// `key: old → new`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "(unset)".into());
+        write!(f, "{}: {} → {}", self.key, show(&self.old), show(&self.new))
     }
 }
 
@@ -480,88 +297,6 @@ fn flat_settings(config: &Config) -> std::collections::BTreeMap<String, String> 
         }
     }
     out
-}
-
-/// Where `key` (dotted) was set: the last `--set` that wrote it or a parent
-/// of it, else its position in the file, else (absent) its default.
-fn origin_of(path: &Path, text: &str, overrides: &[Override], key: &str) -> Origin {
-    let parts: Vec<&str> = key.split('.').filter(|p| !p.is_empty()).collect();
-    if let Some(o) = overrides
-        .iter()
-        .rev()
-        .find(|o| o.key.len() <= parts.len() && o.key.iter().zip(&parts).all(|(a, b)| a == b))
-    {
-        return Origin::Override(o.text.clone());
-    }
-    match span_of(text, &parts) {
-        Some(offset) => {
-            let before = &text[..offset];
-            let line = before.matches('\n').count() + 1;
-            let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-            Origin::File {
-                path: path.to_path_buf(),
-                line,
-                col,
-            }
-        }
-        None => Origin::Default(path.to_path_buf()),
-    }
-}
-
-/// Byte offset of the key `parts` (dotted path) in the document, if present.
-fn span_of(text: &str, parts: &[&str]) -> Option<usize> {
-    use toml::de::{DeTable, DeValue};
-    let doc = DeTable::parse(text).ok()?;
-    let mut table = doc.get_ref();
-    let (last, parents) = parts.split_last()?;
-    for part in parents {
-        let (_, v) = table.iter().find(|(k, _)| k.get_ref().as_ref() == *part)?;
-        match v.get_ref() {
-            DeValue::Table(t) => table = t,
-            _ => return None,
-        }
-    }
-    let (k, _) = table.iter().find(|(k, _)| k.get_ref().as_ref() == *last)?;
-    Some(k.span().start)
-}
-
-/// Appends "did you mean `x`?" to serde's unknown-field message when one of
-/// the expected names is within a small edit distance of the typo.
-fn with_suggestion(message: &str) -> String {
-    let Some(rest) = message.strip_prefix("unknown field `") else {
-        return message.to_string();
-    };
-    let Some((typo, expected)) = rest.split_once('`') else {
-        return message.to_string();
-    };
-    let best = expected
-        .split('`')
-        .skip(1)
-        .step_by(2)
-        .map(|cand| (edit_distance(typo, cand), cand))
-        .min();
-    match best {
-        Some((d, cand)) if d <= typo.len().max(3) / 3 + 1 => {
-            format!("{message}; did you mean `{cand}`?")
-        }
-        _ => message.to_string(),
-    }
-}
-
-/// Levenshtein distance (small strings only: config keys).
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, &cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != cb))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 #[cfg(test)]
@@ -659,6 +394,34 @@ mod tests {
     }
 
     #[test]
+    fn grpo_sampling_needs_a_positive_temperature() {
+        let e = parse("[grpo]\ntemperature = 0.0\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("c.toml:2:1: `grpo.temperature`: temperature must be > 0"),
+            "{e}"
+        );
+        // Greedy decoding stays allowed where it belongs.
+        assert!(parse("[grpo]\ntemperature = 0.5\n", &[]).is_ok());
+    }
+
+    #[test]
+    fn loss_rules_name_their_own_key() {
+        let e = parse("[grpo]\nclip_low = 1.5\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("c.toml:2:1: `grpo.clip_low`"), "{e}");
+        let e = parse("", &["grpo.dual_clip=0.5"]).unwrap_err().to_string();
+        assert!(e.contains("`grpo.dual_clip`"), "{e}");
+        let e = parse("", &["run.max_nonfinite=0"]).unwrap_err().to_string();
+        assert!(
+            e.contains("`run.max_nonfinite`: max_nonfinite must be ≥ 1"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn shipped_configs_load() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
         let mut loaded = 0;
@@ -693,17 +456,17 @@ mod tests {
             &[],
         )
         .unwrap();
-        assert!(a.differences_from(&a).is_empty());
+        assert!(a.changes_from(&a, &[]).is_empty());
+        let shown = |changes: Vec<Change>| -> Vec<String> {
+            changes.iter().map(Change::to_string).collect()
+        };
         assert_eq!(
-            b.differences_from(&a),
+            shown(b.changes_from(&a, &[])),
             vec!["grpo.kl_coef: 0.04 → 0.1", "sft.epochs: 2 → 6"]
         );
-    }
-
-    #[test]
-    fn edit_distance_basics() {
-        assert_eq!(edit_distance("sed", "seed"), 1);
-        assert_eq!(edit_distance("group_sise", "group_size"), 1);
-        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(
+            shown(b.changes_from(&a, &["sft"])),
+            vec!["grpo.kl_coef: 0.04 → 0.1"]
+        );
     }
 }

@@ -22,10 +22,55 @@
 //! Rows are appended through [`crate::jsonl::JsonlWriter`], whose committed
 //! length is checkpointed: a resumed run truncates back to it, so a kill
 //! never leaves duplicated or lost rows.
+//!
+//! This module is the contract between GRPO and the cool-off stage: where
+//! the file is ([`path`]), which rollouts qualify ([`qualifies`]), and the
+//! row format ([`CoolOffRow::of_rollout`]).
 
-use crate::data::{Dimension, Rating};
+use crate::data::{Dimension, ManifestRow, Rating};
+use crate::text::prompt::user_prompt;
+use crate::text::{Answer, AnswerOrder};
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+/// The cool-off data of GRPO run `run`: `<rollouts_dir>/<run>/cooloff.jsonl`.
+pub fn path(rollouts_dir: &Path, run: &str) -> PathBuf {
+    rollouts_dir.join(run).join("cooloff.jsonl")
+}
+
+/// Whether the cool-off file at `path` holds at least one row.
+pub fn has_rows(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.len() > 0)
+}
+
+/// The selection rule: a rollout is cool-off data when its rating was
+/// right (`R_acc = 1`) and its answer well formed (`R_fmt = 1`).
+pub fn qualifies(acc: f32, fmt: f32) -> bool {
+    acc == 1.0 && fmt == 1.0
+}
+
+/// The manifest row a rollout judged, where its video is, and when.
+#[derive(Debug, Clone)]
+pub struct Source<'a> {
+    pub row: &'a ManifestRow,
+    /// The video's path as the manifest resolves it.
+    pub video: PathBuf,
+    /// GRPO step (1-based).
+    pub step: u64,
+}
+
+/// How a rollout was judged.
+#[derive(Debug, Clone, Copy)]
+pub struct Judged<'a> {
+    /// The parsed answer (absent when the completion did not parse).
+    pub answer: Option<&'a Answer>,
+    pub label: Rating,
+    pub acc: f32,
+    pub fmt: f32,
+    pub reward: f32,
+    pub group: u64,
+    pub sample: usize,
+}
 
 /// The placeholder the user turn carries where the video goes.
 pub const VIDEO_PLACEHOLDER: &str = "<video>";
@@ -107,6 +152,30 @@ impl CoolOffRow {
             group: p.group,
             sample: p.sample,
         }
+    }
+
+    /// The cool-off row of one judged rollout, rating-first, or `None`
+    /// when it does not [`qualifies`].
+    pub fn of_rollout(source: Source<'_>, judged: Judged<'_>) -> Option<CoolOffRow> {
+        let answer = judged
+            .answer
+            .filter(|_| qualifies(judged.acc, judged.fmt))?;
+        let row = source.row;
+        Some(CoolOffRow::new(
+            &user_prompt(row.dimension, &row.prompt, AnswerOrder::RatingFirst),
+            answer.render(AnswerOrder::RatingFirst),
+            Provenance {
+                id: row.id.clone(),
+                video: source.video,
+                dimension: row.dimension,
+                label: judged.label,
+                mos: row.mos,
+                reward: judged.reward,
+                step: source.step,
+                group: judged.group,
+                sample: judged.sample,
+            },
+        ))
     }
 
     /// The assistant's answer text.

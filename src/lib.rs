@@ -2,7 +2,7 @@
 //! AI-generated video, following the Q-Save recipe (arXiv 2511.18825):
 //! SFT cold start → GRPO → SFT cool-off, on the Burn framework.
 //!
-//! Modules are listed in data-flow order (see `DESIGN.md`).
+//! Modules are listed in data-flow order (see `docs/design.md`).
 
 // Plumbing every stage uses.
 pub mod checkpoint;
@@ -14,6 +14,7 @@ pub mod plot;
 pub mod progress;
 pub mod raster;
 pub mod rng;
+pub mod run;
 pub mod schedule;
 pub mod train_state;
 

@@ -1,6 +1,7 @@
 //! The `vgrpo` command line. Library errors are typed; here they become an
 //! `anyhow` chain printed once on one line, and an exit code: 0 success,
-//! 1 the job failed, 2 the command line or the config is wrong.
+//! 1 the job failed, 2 the command line or the config is wrong, 130 stopped
+//! by Ctrl-C (a trainer then wrote a checkpoint and printed how to resume).
 
 use anyhow::{Context, bail};
 use burn::tensor::Device;
@@ -11,6 +12,9 @@ use vgrpo::checkpoint::Resume;
 use vgrpo::config::{self, ConfigError};
 use vgrpo::data::Dimension;
 use vgrpo::data::synth::{self, SynthConfig};
+use vgrpo::eval::EvalError;
+use vgrpo::pipeline::PipelineError;
+use vgrpo::run::{INTERRUPTED_EXIT, Interrupt};
 use vgrpo::video::{VideoConfig, inspect_video};
 
 #[derive(Parser)]
@@ -42,6 +46,40 @@ impl ConfigArgs {
     fn load(&self) -> Result<config::Config, ConfigError> {
         config::load(&self.config, &self.sets)
     }
+
+    /// The command line that reruns `command` on this config, with `extra`
+    /// flags after it (what an interrupted run prints).
+    fn command_line(&self, command: &str, extra: &str) -> String {
+        let quote = |s: &str| {
+            if s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./=:,".contains(c))
+            {
+                s.to_string()
+            } else {
+                format!("'{}'", s.replace('\'', "'\\''"))
+            }
+        };
+        let mut line = format!(
+            "vgrpo {command} --config {}",
+            quote(&self.config.to_string_lossy())
+        );
+        for set in &self.sets {
+            line.push_str(&format!(" --set {}", quote(set)));
+        }
+        if !extra.is_empty() {
+            line.push(' ');
+            line.push_str(extra);
+        }
+        line
+    }
+}
+
+/// What an interrupted trainer prints: where it stopped, and how to go on.
+fn interrupted(steps: u64, resume_with: &str) -> ExitCode {
+    println!(
+        "interrupted after step {steps}; a checkpoint is written. Continue with:\n  {resume_with}"
+    );
+    ExitCode::from(INTERRUPTED_EXIT)
 }
 
 #[derive(Subcommand)]
@@ -109,7 +147,14 @@ enum Command {
     },
     /// Perception pre-training of the vision tower on a synthetic set of its
     /// own (`[pretrain]`); exports `<run dir>/final`.
-    Pretrain(ConfigArgs),
+    Pretrain {
+        #[command(flatten)]
+        args: ConfigArgs,
+        /// `auto` (continue from checkpoints/latest if any), a checkpoint
+        /// directory, or `no`.
+        #[arg(long, default_value = "no")]
+        resume: Resume,
+    },
     /// Supervised fine-tuning (`[sft] mode = "cold-start" | "cool-off"`):
     /// CE on the answer + MSE on the softmax score; exports `<run dir>/final`.
     Sft {
@@ -207,7 +252,7 @@ fn main() -> ExitCode {
         log::LevelFilter::Info
     });
     match run(cli.command) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             // The whole chain once, outermost first: `error: a: b: c`.
             eprintln!("error: {err:#}");
@@ -219,7 +264,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(command: Command) -> anyhow::Result<()> {
+fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Synth(args) => {
             let start = std::time::Instant::now();
@@ -234,8 +279,19 @@ fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Pipeline(args) => {
             let cfg = args.load()?;
-            let interrupt = interrupt_flag()?;
-            let summary = vgrpo::pipeline::run_pipeline(&cfg, &Device::default(), &interrupt)?;
+            let interrupt = Interrupt::ctrl_c()?;
+            let summary =
+                match vgrpo::pipeline::run_pipeline(&cfg, &Device::default(), interrupt.flag()) {
+                    Err(PipelineError::Interrupted { stage }) => {
+                        println!(
+                            "interrupted in the {stage} stage (its checkpoint is written). \
+                             Continue with:\n  {}",
+                            args.command_line("pipeline", "")
+                        );
+                        return Ok(ExitCode::from(INTERRUPTED_EXIT));
+                    }
+                    other => other?,
+                };
             print!("{}", summary.table);
             println!(
                 "pipeline finished in {:.1} min; table written to {}",
@@ -249,18 +305,20 @@ fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Train { config, resume } => {
             let cfg = config.load()?;
-            let interrupt = interrupt_flag()?;
+            let interrupt = Interrupt::ctrl_c()?;
             let summary = vgrpo::grpo::trainer::train(
                 &cfg,
                 &resume.unwrap_or(Resume::No),
                 &Device::default(),
-                &interrupt,
+                interrupt.flag(),
             )?;
             if summary.interrupted {
-                println!(
-                    "interrupted after step {}; continue with --resume auto",
-                    summary.steps
+                let code = interrupted(
+                    summary.steps,
+                    &config.command_line("train", "--resume auto"),
                 );
+                println!("cool-off data so far: {}", summary.cooloff.display());
+                return Ok(code);
             } else if let Some(dir) = &summary.final_dir {
                 println!(
                     "trained {} steps; final model: {}",
@@ -343,7 +401,14 @@ fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Sft { args, resume } => {
             let cfg = args.load()?;
-            let summary = vgrpo::sft::run_sft(&cfg, &resume, &Device::default())?;
+            let interrupt = Interrupt::ctrl_c()?;
+            let summary = vgrpo::sft::run_sft(&cfg, &resume, &Device::default(), interrupt.flag())?;
+            if summary.interrupted {
+                return Ok(interrupted(
+                    summary.steps,
+                    &args.command_line("sft", "--resume auto"),
+                ));
+            }
             println!(
                 "sft: {} updates on {} examples in {:.1} s; model exported to {}",
                 summary.steps,
@@ -352,9 +417,17 @@ fn run(command: Command) -> anyhow::Result<()> {
                 summary.final_dir.display()
             );
         }
-        Command::Pretrain(args) => {
+        Command::Pretrain { args, resume } => {
             let cfg = args.load()?;
-            let summary = vgrpo::pretrain::run_pretrain(&cfg, &Device::default())?;
+            let interrupt = Interrupt::ctrl_c()?;
+            let summary =
+                vgrpo::pretrain::run_pretrain(&cfg, &resume, &Device::default(), interrupt.flag())?;
+            if summary.interrupted {
+                return Ok(interrupted(
+                    summary.steps,
+                    &args.command_line("pretrain", "--resume auto"),
+                ));
+            }
             let srcc = |s: Option<f64>| s.map_or("–".to_string(), |s| format!("{s:.3}"));
             println!(
                 "pretrain: {} updates on {} clips in {:.1} s; held-out SRCC visual {}, dynamic {}; \
@@ -373,7 +446,14 @@ fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Eval(args) => {
             let cfg = args.load()?;
-            let out = vgrpo::eval::run_eval(&cfg, &Device::default())?;
+            let interrupt = Interrupt::ctrl_c()?;
+            let out = match vgrpo::eval::run_eval(&cfg, &Device::default(), interrupt.flag()) {
+                Err(e @ EvalError::Interrupted { .. }) => {
+                    println!("eval {e}; rerun with:\n  {}", args.command_line("eval", ""));
+                    return Ok(ExitCode::from(INTERRUPTED_EXIT));
+                }
+                other => other?,
+            };
             let dir = cfg.run.dir().join("eval");
             out.write(&dir)?;
             print!("{}", out.report.to_markdown());
@@ -412,23 +492,5 @@ fn run(command: Command) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&judgement)?);
         }
     }
-    Ok(())
-}
-
-/// A flag Ctrl-C sets: the trainer checkpoints at the next step boundary
-/// and exits. A second Ctrl-C kills the process at once.
-fn interrupt_flag() -> anyhow::Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    let flag = Arc::new(AtomicBool::new(false));
-    let handler = Arc::clone(&flag);
-    ctrlc::set_handler(move || {
-        if handler.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-        eprintln!(
-            "\ninterrupt: finishing the current step, then writing a checkpoint (Ctrl-C again to abort)"
-        );
-    })?;
-    Ok(flag)
+    Ok(ExitCode::SUCCESS)
 }

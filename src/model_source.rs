@@ -17,7 +17,7 @@
 //! checkpoint it.
 
 use crate::checkpoint::{DirIoError, replace_dir};
-use crate::config::{Rules, Validate};
+use crate::config::rules::{Rules, Validate};
 use crate::default_model::{TINY_CONFIG_JSON, tiny_config, tiny_model};
 use crate::model::{ModelError, QwenVl, QwenVlConfig};
 use crate::text::tiny_tokenizer::TINY_TOKENIZER_JSON;

@@ -28,7 +28,7 @@ use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-use crate::config::{Rules, Validate};
+use crate::config::rules::{Rules, Validate};
 use crate::model::QwenVl;
 use crate::schedule::{Schedule, ScheduleKind};
 
@@ -389,7 +389,7 @@ impl<M: Module> GradAccumulator<M> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Rules;
+    use crate::config::rules::Rules;
     use burn::module::ParamId;
     use burn::tensor::{Device, TensorData};
 

@@ -45,8 +45,8 @@ impl Default for RolloutConfig {
     }
 }
 
-impl crate::config::Validate for RolloutConfig {
-    fn validate(&self, p: &str, rules: &mut crate::config::Rules) {
+impl crate::config::rules::Validate for RolloutConfig {
+    fn validate(&self, p: &str, rules: &mut crate::config::rules::Rules) {
         rules.check(self.group_size >= 2, &format!("{p}.group_size"), || {
             format!(
                 "group_size must be ≥ 2 (advantages compare the rollouts of a group), got {}",
@@ -129,6 +129,18 @@ pub struct Tokens {
     pub pad: u32,
     /// `<|video_pad|>`: positions the vision features fill.
     pub video_pad: u32,
+}
+
+impl Tokens {
+    /// The engine's ids for `tokenizer`.
+    pub fn of(tokenizer: &crate::text::Tokenizer) -> Tokens {
+        let special = tokenizer.special();
+        Tokens {
+            stop: special.stop_ids().to_vec(),
+            pad: special.endoftext,
+            video_pad: special.video_pad,
+        }
+    }
 }
 
 /// The RNG of one row: a pure function of the base stream, the group and
@@ -338,12 +350,7 @@ pub fn judge_video(
         id: video_path.display().to_string(),
         source,
     })?;
-    let special = tok.special();
-    let tokens = Tokens {
-        stop: special.stop_ids().to_vec(),
-        pad: special.endoftext,
-        video_pad: special.video_pad,
-    };
+    let tokens = Tokens::of(tok);
     let prompt = GroupPrompt {
         group: 0,
         ids: ids.iter().map(|&i| i64::from(i)).collect(),

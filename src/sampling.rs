@@ -47,8 +47,8 @@ impl SamplingConfig {
     }
 }
 
-impl crate::config::Validate for SamplingConfig {
-    fn validate(&self, p: &str, rules: &mut crate::config::Rules) {
+impl crate::config::rules::Validate for SamplingConfig {
+    fn validate(&self, p: &str, rules: &mut crate::config::rules::Rules) {
         rules.check(
             self.temperature.is_finite() && self.temperature >= 0.0,
             &format!("{p}.temperature"),

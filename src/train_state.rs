@@ -176,6 +176,32 @@ impl TrainState {
     }
 }
 
+/// Writes any module's weights with their parameter ids (burnpack), so a
+/// resumed optimizer's state re-attaches to them.
+pub fn save_module<M: Module>(path: &Path, module: &M) -> Result<(), TrainStateError> {
+    // `into_record` takes the module; a clone shares the tensors.
+    module
+        .clone()
+        .into_record()
+        .save(path)
+        .map_err(|e| TrainStateError::Weights {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+}
+
+/// Loads the weights [`save_module`] wrote into `fresh` (built the same
+/// way), restoring the parameter ids; every tensor must match by name and
+/// shape.
+pub fn load_module<M: Module>(path: &Path, fresh: M) -> Result<M, TrainStateError> {
+    let weights = |e: burn::store::RecordError| TrainStateError::Weights {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let record = ModuleRecord::load(path).map_err(weights)?;
+    fresh.try_load_record(record).map_err(weights)
+}
+
 /// Writes the actor's weights with their parameter ids and the
 /// `config.json` text it was built from.
 pub fn save_actor(dir: &Path, actor: &QwenVl, config_json: &str) -> Result<(), TrainStateError> {
@@ -189,16 +215,7 @@ pub fn save_actor(dir: &Path, actor: &QwenVl, config_json: &str) -> Result<(), T
     // against the wrong thing.
     check_same_config(&config_path, &parsed, &actor.config)?;
     std::fs::write(&config_path, config_json).map_err(io(&config_path))?;
-    let path = dir.join(ACTOR_FILE);
-    // `into_record` takes the module; a clone shares the tensors.
-    actor
-        .clone()
-        .into_record()
-        .save(&path)
-        .map_err(|e| TrainStateError::Weights {
-            path: path.clone(),
-            message: e.to_string(),
-        })
+    save_module(&dir.join(ACTOR_FILE), actor)
 }
 
 /// Loads the weights [`save_actor`] wrote into `fresh` (a model built from
@@ -213,14 +230,7 @@ pub fn load_actor(dir: &Path, fresh: QwenVl) -> Result<QwenVl, TrainStateError> 
         source,
     })?;
     check_same_config(&config_path, &saved, &fresh.config)?;
-    let path = dir.join(ACTOR_FILE);
-    let weights = |e: burn::store::RecordError| TrainStateError::Weights {
-        path: path.clone(),
-        message: e.to_string(),
-    };
-    // Refuses missing and unused tensors and shape mismatches.
-    let record = ModuleRecord::load(&path).map_err(weights)?;
-    fresh.try_load_record(record).map_err(weights)
+    load_module(&dir.join(ACTOR_FILE), fresh)
 }
 
 /// Errors unless the two configs are equal, naming the first differing field.

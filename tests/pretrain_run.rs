@@ -5,6 +5,8 @@
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use vgrpo::checkpoint::Resume;
 use vgrpo::config::Config;
 use vgrpo::default_model::tiny_model;
 use vgrpo::model_source::{ModelConfig, load_model};
@@ -43,12 +45,24 @@ fn trains_the_tower_only_and_repeats_exactly() {
     let manifest = tmp.path().join("pre/manifest.jsonl");
     let device = Device::flex();
 
-    let first = run_pretrain(&config(tmp.path(), "a", &manifest), &device).unwrap();
+    let first = run_pretrain(
+        &config(tmp.path(), "a", &manifest),
+        &Resume::No,
+        &device,
+        &AtomicBool::new(false),
+    )
+    .unwrap();
     assert!(manifest.is_file(), "the pre-training set is written");
     assert_eq!(first.steps, 3);
     assert_eq!(first.skipped, 0);
     assert_eq!(first.train_clips + first.held_out_clips, 6);
-    let second = run_pretrain(&config(tmp.path(), "b", &manifest), &device).unwrap();
+    let second = run_pretrain(
+        &config(tmp.path(), "b", &manifest),
+        &Resume::No,
+        &device,
+        &AtomicBool::new(false),
+    )
+    .unwrap();
 
     let load = |dir: &Path| {
         let cfg = ModelConfig {
@@ -79,7 +93,7 @@ fn a_corrupt_clip_is_skipped_and_counted() {
     let cfg = config(tmp.path(), "a", &manifest);
     vgrpo::data::synth::generate(&tmp.path().join("pre"), &cfg.pretrain.synth).unwrap();
     std::fs::write(tmp.path().join("pre/videos/v0002.mp4"), b"not a video").unwrap();
-    let summary = run_pretrain(&cfg, &device).unwrap();
+    let summary = run_pretrain(&cfg, &Resume::No, &device, &AtomicBool::new(false)).unwrap();
     assert_eq!(summary.skipped, 1);
     assert_eq!(summary.train_clips + summary.held_out_clips, 5);
 }
@@ -88,6 +102,12 @@ fn a_corrupt_clip_is_skipped_and_counted() {
 fn the_judged_manifest_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let judged = tmp.path().join("judged/manifest.jsonl");
-    let err = run_pretrain(&config(tmp.path(), "a", &judged), &Device::flex()).unwrap_err();
+    let err = run_pretrain(
+        &config(tmp.path(), "a", &judged),
+        &Resume::No,
+        &Device::flex(),
+        &AtomicBool::new(false),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("pretrain.manifest"), "{err}");
 }

@@ -130,6 +130,11 @@ fn config(dir: &Path, manifest: &Path, name: &str, max_steps: u64) -> vgrpo::con
     vgrpo::config::from_str(Path::new("sft.toml"), &text, &[]).unwrap()
 }
 
+/// An interrupt flag nothing sets.
+fn never() -> std::sync::atomic::AtomicBool {
+    std::sync::atomic::AtomicBool::new(false)
+}
+
 fn metrics(run: &Path) -> Vec<SftStepMetrics> {
     vgrpo::jsonl::read_rows(&run.join("metrics.jsonl")).unwrap()
 }
@@ -145,19 +150,33 @@ fn run_resumes_exactly_and_exports_a_loadable_model() {
         &config(&runs, &manifest, "straight", 3),
         &Resume::No,
         &device,
+        &never(),
     )
     .unwrap();
     assert_eq!(straight.steps, 3);
     assert_eq!(straight.items, 3);
 
-    run_sft(&config(&runs, &manifest, "split", 2), &Resume::No, &device).unwrap();
+    run_sft(
+        &config(&runs, &manifest, "split", 2),
+        &Resume::No,
+        &device,
+        &never(),
+    )
+    .unwrap();
     // Starting again without --resume refuses to overwrite the run.
-    let err = run_sft(&config(&runs, &manifest, "split", 3), &Resume::No, &device).unwrap_err();
+    let err = run_sft(
+        &config(&runs, &manifest, "split", 3),
+        &Resume::No,
+        &device,
+        &never(),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("--resume auto"), "{err}");
     let resumed = run_sft(
         &config(&runs, &manifest, "split", 3),
         &Resume::Auto,
         &device,
+        &never(),
     )
     .unwrap();
     assert_eq!(resumed.steps, 3);
@@ -287,7 +306,7 @@ fn cool_off_trains_rating_first_answers_joined_to_the_manifest() {
     );
     let cfg = vgrpo::config::from_str(Path::new("c.toml"), &text, &[]).unwrap();
     let device = Device::flex();
-    let summary = run_sft(&cfg, &Resume::No, &device).unwrap();
+    let summary = run_sft(&cfg, &Resume::No, &device, &never()).unwrap();
     assert_eq!((summary.steps, summary.items), (4, 3));
     let m = metrics(&summary.run_dir);
     assert!(m[3].loss < m[0].loss, "{m:?}");

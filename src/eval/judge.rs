@@ -90,12 +90,7 @@ pub struct Verdict {
 
 /// The rollout engine's ids for this tokenizer.
 pub fn rollout_tokens(tokenizer: &Tokenizer) -> Tokens {
-    let special = tokenizer.special();
-    Tokens {
-        stop: special.stop_ids().to_vec(),
-        pad: special.endoftext,
-        video_pad: special.video_pad,
-    }
+    Tokens::of(tokenizer)
 }
 
 /// Judges every input; verdicts come back in input order.

@@ -2,12 +2,14 @@
 //! model-level aggregation, pairwise preference accuracy, answer statistics.
 
 pub mod bootstrap;
+pub mod config;
 pub mod judge;
 pub mod metrics;
 pub mod report;
 pub mod run;
 
 pub use bootstrap::{PairedDifference, PairedScores, paired_srcc_difference};
+pub use config::EvalConfig;
 pub use metrics::{
     AnswerStats, Correlations, MetricError, ModelLevel, PairwiseAccuracy, PairwiseConfig,
     aggregate_by_generator, answer_stats, correlations, krcc, pairwise_accuracy,
@@ -15,6 +17,6 @@ pub use metrics::{
 };
 pub use report::{EvalReport, Prediction};
 pub use run::{
-    EvalConfig, EvalData, EvalError, EvalOutput, Judgement, ScoreRequest, evaluate, run_eval,
-    score_video,
+    EvalData, EvalError, EvalJob, EvalOutput, Judgement, ScoreRequest, evaluate, evaluate_until,
+    run_eval, score_video,
 };

@@ -5,10 +5,10 @@
 //! while the model judges the previous batch; a row whose video fails to
 //! load is logged with its reason, counted in the report and left out.
 
+use super::config::EvalConfig;
 use super::judge::{JudgeError, JudgeInput, JudgeSettings, Verdict, judge_batch};
-use super::metrics::PairwiseConfig;
 use super::report::{AnswerRecord, EvalReport, Prediction, aggregate};
-use crate::config::{Config, Rules, Validate};
+use crate::config::Config;
 use crate::data::{Dimension, Manifest, ManifestError, MosScale, Rating, Split};
 use crate::inputs::{Example, InputError, InputSpec, judge_prompt, prepare_video};
 use crate::jsonl::{JsonlError, JsonlWriter};
@@ -23,103 +23,8 @@ use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
-
-/// `[eval]` settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct EvalConfig {
-    /// The answer layout the model was trained for: `think-first` (cold
-    /// start, GRPO) or `rating-first` (cool-off).
-    pub order: AnswerOrder,
-    /// Which manifest split to judge (rows without a split belong to all).
-    pub split: Split,
-    /// Prompts judged together in one forward pass.
-    pub batch: usize,
-    /// Longest greedy answer.
-    pub max_new_tokens: usize,
-    /// Generate the answer of rating-first models too (format statistics,
-    /// rationale); think-first models always generate.
-    pub generate: bool,
-    /// Pairwise accuracy: the judge predicts a tie when two scores in [0, 1]
-    /// differ by less than this (Q-Save appendix A: 0.05).
-    pub pred_tie_threshold: f64,
-    /// Pairwise accuracy: two MOS within this distance are a human tie.
-    pub truth_tie_threshold: f64,
-    /// Video decoding threads.
-    pub workers: usize,
-    /// Judge at most this many rows of the split (0: all).
-    pub limit: usize,
-}
-
-impl Default for EvalConfig {
-    fn default() -> Self {
-        EvalConfig {
-            order: AnswerOrder::ThinkFirst,
-            split: Split::Test,
-            batch: 4,
-            max_new_tokens: 96,
-            generate: true,
-            pred_tie_threshold: 0.05,
-            truth_tie_threshold: 0.0,
-            workers: 2,
-            limit: 0,
-        }
-    }
-}
-
-impl EvalConfig {
-    pub fn pairwise(&self) -> PairwiseConfig {
-        PairwiseConfig {
-            pred_tie_threshold: self.pred_tie_threshold,
-            truth_tie_threshold: self.truth_tie_threshold,
-        }
-    }
-
-    pub fn judge_settings(&self) -> JudgeSettings {
-        JudgeSettings {
-            order: self.order,
-            max_new_tokens: self.max_new_tokens,
-            generate: self.generate,
-        }
-    }
-}
-
-impl Validate for EvalConfig {
-    fn validate(&self, p: &str, rules: &mut Rules) {
-        rules.check(self.batch >= 1, &format!("{p}.batch"), || {
-            format!("batch must be ≥ 1, got {}", self.batch)
-        });
-        rules.check(
-            self.max_new_tokens >= 1,
-            &format!("{p}.max_new_tokens"),
-            || format!("max_new_tokens must be ≥ 1, got {}", self.max_new_tokens),
-        );
-        rules.check(
-            (0.0..1.0).contains(&self.pred_tie_threshold),
-            &format!("{p}.pred_tie_threshold"),
-            || {
-                format!(
-                    "pred_tie_threshold is on the [0, 1] score scale and must be in [0, 1), got {}",
-                    self.pred_tie_threshold
-                )
-            },
-        );
-        rules.check(
-            self.truth_tie_threshold.is_finite() && self.truth_tie_threshold >= 0.0,
-            &format!("{p}.truth_tie_threshold"),
-            || {
-                format!(
-                    "truth_tie_threshold must be ≥ 0, got {}",
-                    self.truth_tie_threshold
-                )
-            },
-        );
-        rules.check(self.workers >= 1, &format!("{p}.workers"), || {
-            format!("workers must be ≥ 1, got {}", self.workers)
-        });
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
@@ -135,6 +40,8 @@ pub enum EvalError {
     Prompt(#[from] ChatError),
     #[error(transparent)]
     Jsonl(#[from] JsonlError),
+    #[error("interrupted after {judged} of {rows} rows; nothing was written")]
+    Interrupted { judged: usize, rows: usize },
     #[error("{path}: no {split:?} rows to evaluate")]
     NoRows { path: PathBuf, split: Split },
     #[error("every one of the {failed} rows failed to load (first: {first})")]
@@ -224,6 +131,44 @@ pub fn evaluate(
     model_name: &str,
     device: &Device,
 ) -> Result<EvalOutput, EvalError> {
+    let never = AtomicBool::new(false);
+    let job = EvalJob {
+        model,
+        tokenizer,
+        spec,
+        data,
+        cfg,
+        model_name,
+    };
+    evaluate_until(job, device, &never)
+}
+
+/// What [`evaluate_until`] judges.
+pub struct EvalJob<'a> {
+    pub model: &'a QwenVl,
+    pub tokenizer: &'a Tokenizer,
+    pub spec: &'a InputSpec,
+    pub data: &'a EvalData,
+    pub cfg: &'a EvalConfig,
+    /// Names the model in the report.
+    pub model_name: &'a str,
+}
+
+/// [`evaluate`], stopping between batches with
+/// [`EvalError::Interrupted`] once `interrupt` is set (Ctrl-C).
+pub fn evaluate_until(
+    job: EvalJob<'_>,
+    device: &Device,
+    interrupt: &AtomicBool,
+) -> Result<EvalOutput, EvalError> {
+    let EvalJob {
+        model,
+        tokenizer,
+        spec,
+        data,
+        cfg,
+        model_name,
+    } = job;
     let start = Instant::now();
     let preparer = Preparer {
         manifest: Arc::clone(&data.manifest),
@@ -258,6 +203,12 @@ pub fn evaluate(
         }
         if batch.is_empty() {
             break;
+        }
+        if interrupt.load(Ordering::SeqCst) {
+            return Err(EvalError::Interrupted {
+                judged: predictions.len(),
+                rows: data.rows.len(),
+            });
         }
         let inputs: Vec<JudgeInput<'_>> = batch
             .iter()
@@ -320,7 +271,11 @@ fn prediction(example: &Example, verdict: Verdict, scale: MosScale) -> Predictio
 }
 
 /// `vgrpo eval`: loads `[model]` and `[data]`, judges the `[eval]` split.
-pub fn run_eval(cfg: &Config, device: &Device) -> Result<EvalOutput, EvalError> {
+pub fn run_eval(
+    cfg: &Config,
+    device: &Device,
+    interrupt: &AtomicBool,
+) -> Result<EvalOutput, EvalError> {
     let manifest = Manifest::load(&cfg.data.manifest)?;
     let data = EvalData::split(manifest, cfg.data.mos_scale(), &cfg.eval)?;
     let loaded = load_model(&cfg.model, cfg.run.seed, device)?;
@@ -332,15 +287,15 @@ pub fn run_eval(cfg: &Config, device: &Device) -> Result<EvalOutput, EvalError> 
         cfg.eval.split,
         cfg.data.manifest.display()
     );
-    evaluate(
-        &loaded.model,
-        &loaded.tokenizer,
-        &spec,
-        &data,
-        &cfg.eval,
-        &loaded.origin.to_string(),
-        device,
-    )
+    let job = EvalJob {
+        model: &loaded.model,
+        tokenizer: &loaded.tokenizer,
+        spec: &spec,
+        data: &data,
+        cfg: &cfg.eval,
+        model_name: &loaded.origin.to_string(),
+    };
+    evaluate_until(job, device, interrupt)
 }
 
 /// One video to judge.

@@ -2,8 +2,8 @@
 //! the typed component configs built from it.
 
 use super::advantage::{AdvantageConfig, AdvantageScale};
-use super::loss::{KlEstimator, LossAggregation, PolicyLossConfig};
-use crate::config::{Rules, Validate};
+use super::loss::{KlEstimator, LossAggregation, PolicyLossConfig, PolicyLossError};
+use crate::config::rules::{Rules, Validate};
 use crate::data::synth::SynthConfig;
 use crate::reward::RewardConfig;
 use crate::rollout::RolloutConfig;
@@ -106,8 +106,6 @@ pub struct GrpoConfig {
     pub save_every: u64,
     /// Complete checkpoints kept.
     pub keep_last: usize,
-    /// Stop the run after this many non-finite updates in a row.
-    pub max_nonfinite: u32,
     /// Directory of the cool-off data (`<dir>/<run>/cooloff.jsonl`).
     pub rollouts_dir: PathBuf,
     /// Also write every rollout of every step, with its reward and
@@ -145,7 +143,6 @@ impl Default for GrpoConfig {
             reference: None,
             save_every: 10,
             keep_last: 2,
-            max_nonfinite: 3,
             rollouts_dir: "rollouts".into(),
             log_rollouts: false,
         }
@@ -236,8 +233,23 @@ impl Validate for GrpoConfig {
             &key("format_weight"),
             || format!("format_weight must be ≥ 0, got {}", self.format_weight),
         );
-        if let Err(e) = self.policy_loss().validate() {
-            rules.check(false, &key(policy_key(&e.to_string())), || e.to_string());
+        rules.check(self.temperature > 0.0, &key("temperature"), || {
+            format!(
+                "temperature must be > 0: GRPO samples its rollouts (a greedy group is G \
+                     copies of one answer, with no advantage to learn from; eval decodes \
+                     greedily on its own), got {}",
+                self.temperature
+            )
+        });
+        if let Err(e @ PolicyLossError::BadSetting { name, .. }) = self.policy_loss().validate() {
+            // The loss's own names are the config's, but for the length
+            // Dr. GRPO normalises by.
+            let name = if name == "max_len" {
+                "max_new_tokens"
+            } else {
+                name
+            };
+            rules.check(false, &key(name), || e.to_string());
         }
         rules.check(
             self.kl_coef.is_finite() && self.kl_coef >= 0.0,
@@ -272,16 +284,5 @@ impl Validate for GrpoConfig {
         rules.check(self.keep_last >= 1, &key("keep_last"), || {
             format!("keep_last must be ≥ 1, got {}", self.keep_last)
         });
-        rules.check(self.max_nonfinite >= 1, &key("max_nonfinite"), || {
-            format!("max_nonfinite must be ≥ 1, got {}", self.max_nonfinite)
-        });
     }
-}
-
-/// The config key a policy-loss rule names (its messages start with it).
-fn policy_key(message: &str) -> &'static str {
-    ["clip_low", "clip_high", "dual_clip", "kl_coef"]
-        .into_iter()
-        .find(|k| message.contains(&format!("setting {k} ")))
-        .unwrap_or("max_new_tokens")
 }

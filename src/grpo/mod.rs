@@ -1,12 +1,21 @@
 //! GRPO: group-relative advantages and the clipped, KL-regularised policy
-//! loss. Pure functions over slices and tensors; the trainer loop that calls
-//! them lives beside them.
+//! loss as pure functions over slices and tensors (`advantage`, `loss`,
+//! `kl_reward`), the stages of one step that call them, in data-flow order
+//! (`collect` → `forcing` → `credit` → `update`), and the trainer loop
+//! that runs the stages (`trainer`).
 
 pub mod advantage;
 pub mod config;
+pub mod error;
 pub mod kl_reward;
 pub mod loss;
 pub mod metrics;
+
+pub mod collect;
+pub mod credit;
+pub mod forcing;
+pub mod update;
+
 pub mod trainer;
 
 pub use advantage::{

@@ -15,21 +15,25 @@
 //! continues from `checkpoints/latest`, truncating `metrics.jsonl` to what
 //! that checkpoint committed.
 
+pub mod config;
 pub mod data;
 
-use crate::checkpoint::{CheckpointDir, CheckpointError, Resume};
-use crate::config::{Config, ConfigError, Rules, Validate};
+pub use config::{SftConfig, SftMode};
+
+use crate::checkpoint::{CheckpointError, Resume};
+use crate::config::{Config, ConfigError};
 use crate::cooloff::CoolOffRow;
 use crate::data::{BatchCursor, CursorError, Manifest, ManifestError};
 use crate::inputs::InputSpec;
-use crate::jsonl::{JsonlError, JsonlWriter, read_rows};
+use crate::jsonl::{JsonlError, read_rows};
 use crate::model::{ModelError, QwenVl};
 use crate::model_source::{ModelSourceError, export_model, load_model};
 use crate::optim::{GradAccumulator, OptimError, Optimizer, StepOutcome, freeze_vision};
 use crate::progress::Progress;
+use crate::run::{ExtraLogs, Finish, Run, RunError, RunSpec};
 use crate::score::gather_rating_logits;
-use crate::sft_loss::{SftLossConfig, SftLossError, SftLossInputs, SftLossMetrics, sft_loss};
-use crate::text::{AnswerOrder, RatingSite};
+use crate::sft_loss::{SftLossConfig, SftLossError, SftLossInputs, sft_loss};
+use crate::text::RatingSite;
 use crate::train_state::{self, Snapshot, TrainState, TrainStateError};
 use crate::video::OrderedPool;
 use burn::optim::GradientsParams;
@@ -38,133 +42,8 @@ use data::{SftDataError, SftItem, SftSample, SftTensors, prepare_sample, sft_ten
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
-
-/// Updates skipped in a row for a non-finite gradient before the run stops.
-pub const MAX_CONSECUTIVE_NON_FINITE: u32 = 5;
-
-/// Which SFT stage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SftMode {
-    /// Manifest rationales, think-first answers.
-    ColdStart,
-    /// GRPO's correct rollouts (`sft.cooloff`), rating-first answers.
-    CoolOff,
-}
-
-impl SftMode {
-    pub fn order(self) -> AnswerOrder {
-        match self {
-            SftMode::ColdStart => AnswerOrder::ThinkFirst,
-            SftMode::CoolOff => AnswerOrder::RatingFirst,
-        }
-    }
-}
-
-/// `[sft]` settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SftConfig {
-    pub mode: SftMode,
-    /// `rollouts/<run>/cooloff.jsonl` (cool-off only).
-    pub cooloff: Option<PathBuf>,
-    /// Passes over the data (paper: 3).
-    pub epochs: u64,
-    /// Examples per micro-batch (paper: 8 per update).
-    pub batch: usize,
-    /// Micro-batches per optimizer update.
-    pub grad_accum: usize,
-    /// Stop after this many updates (0: `epochs` decide).
-    pub max_steps: u64,
-    /// α, weight of the answer-token cross-entropy.
-    pub ce_weight: f32,
-    /// β, weight of the score regression.
-    pub mse_weight: f32,
-    /// Checkpoint every N updates (0: only at the end).
-    pub checkpoint_every: u64,
-    /// Checkpoints kept.
-    pub keep_last: usize,
-    /// Video decoding threads.
-    pub workers: usize,
-    /// Keep the vision tower fixed.
-    pub freeze_vision: bool,
-}
-
-impl Default for SftConfig {
-    fn default() -> Self {
-        SftConfig {
-            mode: SftMode::ColdStart,
-            cooloff: None,
-            epochs: 3,
-            batch: 8,
-            grad_accum: 1,
-            max_steps: 0,
-            ce_weight: 1.0,
-            mse_weight: 1.0,
-            checkpoint_every: 0,
-            keep_last: 2,
-            workers: 2,
-            freeze_vision: false,
-        }
-    }
-}
-
-impl SftConfig {
-    pub fn loss(&self) -> SftLossConfig {
-        SftLossConfig {
-            ce_weight: self.ce_weight,
-            mse_weight: self.mse_weight,
-        }
-    }
-}
-
-impl Validate for SftConfig {
-    fn validate(&self, p: &str, rules: &mut Rules) {
-        rules.check(
-            self.mode != SftMode::CoolOff || self.cooloff.is_some(),
-            &format!("{p}.cooloff"),
-            || {
-                "mode = \"cool-off\" trains on GRPO's cool-off data: set cooloff = \
-                 \"rollouts/<run>/cooloff.jsonl\""
-                    .into()
-            },
-        );
-        rules.check(
-            self.mode != SftMode::ColdStart || self.cooloff.is_none(),
-            &format!("{p}.cooloff"),
-            || "cooloff has no effect with mode = \"cold-start\"; remove it".into(),
-        );
-        rules.check(
-            self.epochs >= 1 || self.max_steps >= 1,
-            &format!("{p}.epochs"),
-            || "epochs (or max_steps) must be ≥ 1".into(),
-        );
-        for (key, v) in [
-            ("batch", self.batch),
-            ("grad_accum", self.grad_accum),
-            ("keep_last", self.keep_last),
-            ("workers", self.workers),
-        ] {
-            rules.check(v >= 1, &format!("{p}.{key}"), || {
-                format!("{key} must be ≥ 1, got {v}")
-            });
-        }
-        for (key, v) in [
-            ("ce_weight", self.ce_weight),
-            ("mse_weight", self.mse_weight),
-        ] {
-            rules.check(v.is_finite() && v >= 0.0, &format!("{p}.{key}"), || {
-                format!("{key} must be ≥ 0, got {v}")
-            });
-        }
-        rules.check_keys(
-            self.ce_weight > 0.0 || self.mse_weight > 0.0,
-            &[&format!("{p}.ce_weight"), &format!("{p}.mse_weight")],
-            || "ce_weight and mse_weight cannot both be 0 (nothing would be trained)".into(),
-        );
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SftError {
@@ -192,13 +71,8 @@ pub enum SftError {
     Cursor(#[from] CursorError),
     #[error("{path}: no training examples ({skipped} train rows have no rationale)")]
     NoData { path: PathBuf, skipped: usize },
-    #[error(
-        "{dir} already has checkpoints; pass --resume auto to continue it or choose another \
-         run.name"
-    )]
-    RunExists { dir: PathBuf },
-    #[error("{count} updates in a row had a non-finite gradient (last norm {grad_norm}); stopping")]
-    NonFinite { count: u32, grad_norm: f64 },
+    #[error(transparent)]
+    Run(#[from] RunError),
     #[error("the decoding worker for item {index} panicked: {message}")]
     Panicked { index: usize, message: String },
     #[error("a run of {steps} updates needs at least one: more data, more epochs or smaller batch")]
@@ -232,9 +106,11 @@ pub struct SftStepMetrics {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SftSummary {
     pub run_dir: PathBuf,
-    /// The exported HF-layout model.
+    /// The exported HF-layout model (written only when not interrupted).
     pub final_dir: PathBuf,
     pub steps: u64,
+    /// Stopped by Ctrl-C before the last update (a checkpoint was written).
+    pub interrupted: bool,
     pub items: usize,
     /// Cold start: train rows without a rationale.
     pub skipped_no_rationale: usize,
@@ -310,211 +186,290 @@ pub fn load_sft_data(cfg: &Config) -> Result<SftData, SftError> {
 
 type SampleJob = Result<SftSample, SftDataError>;
 
-/// `vgrpo sft`: trains `[model]` on the `[sft]` data and exports the result.
-pub fn run_sft(cfg: &Config, resume: &Resume, device: &Device) -> Result<SftSummary, SftError> {
+/// Config sections SFT's results do not depend on (a resume ignores edits
+/// there).
+const IGNORED_SECTIONS: &[&str] = &["eval", "grpo", "pretrain", "pipeline"];
+
+/// `vgrpo sft`: trains `[model]` on the `[sft]` data and exports the
+/// result. `interrupt` is polled between updates: when set, the run
+/// checkpoints and returns with `interrupted`.
+pub fn run_sft(
+    cfg: &Config,
+    resume: &Resume,
+    device: &Device,
+    interrupt: &AtomicBool,
+) -> Result<SftSummary, SftError> {
     let started = Instant::now();
     let sft = &cfg.sft;
+    // Inputs first, so a missing model or manifest is reported before a
+    // clash with an existing run directory.
     let data = load_sft_data(cfg)?;
-    let run_dir = cfg.run.dir();
-    let checkpoints = CheckpointDir::new(run_dir.join("checkpoints"), sft.keep_last);
-    let from = checkpoints.resolve(resume)?;
-    if from.is_none() && checkpoints.latest()?.is_some() {
-        return Err(SftError::RunExists {
-            dir: checkpoints.root().to_path_buf(),
-        });
-    }
-    cfg.write_resolved(&run_dir)?;
-
     let train_device = device.clone().autodiff();
     let loaded = load_model(&cfg.model, cfg.run.seed, &train_device)?;
-    let tokenizer = loaded.tokenizer.clone();
-    let config_json = loaded.config_json.clone();
-    let mut model = loaded.model;
-    let mut optimizer = Optimizer::new(&cfg.optim);
-    let mut state = TrainState::fresh(cfg.run.seed);
-    if let Some(dir) = &from {
-        let restored = train_state::load(dir, model, optimizer)?;
-        model = restored.actor;
-        optimizer = restored.optimizer;
-        state = restored.state;
-        log::info!("sft: resuming from {} (step {})", dir.display(), state.step);
-    }
-    if sft.freeze_vision {
-        model = freeze_vision(model);
-    }
-    let metrics_path = run_dir.join("metrics.jsonl");
-    let mut metrics = if from.is_some() {
-        JsonlWriter::resume(&metrics_path, state.metrics_len)?
-    } else {
-        JsonlWriter::create(&metrics_path)?
-    };
-
-    let order = sft.mode.order();
-    let spec = Arc::new(InputSpec::new(&model.config, &cfg.video));
-    let cursor = BatchCursor::resume(cfg.run.seed, data.items.len(), sft.batch, state.data)?;
-    let micro_per_epoch = cursor.steps_per_epoch() as u64;
-    let total = if sft.max_steps > 0 {
-        sft.max_steps
-    } else {
-        sft.epochs * micro_per_epoch / sft.grad_accum as u64
+    let micro_per_epoch =
+        BatchCursor::new(cfg.run.seed, data.items.len(), sft.batch)?.steps_per_epoch() as u64;
+    let total = match sft.max_steps {
+        0 => sft.epochs * micro_per_epoch / sft.grad_accum as u64,
+        n => n,
     };
     if total == 0 {
         return Err(SftError::NoSteps { steps: total });
     }
+    let spec = RunSpec {
+        config: cfg,
+        total_steps: total,
+        save_every: sft.checkpoint_every,
+        keep_last: sft.keep_last,
+        ignored_sections: IGNORED_SECTIONS,
+    };
+    let run = Run::open(&spec, resume)?;
+    let tokenizer = loaded.tokenizer;
+    let config_json = loaded.config_json;
+    let optimizer = Optimizer::new(&cfg.optim);
+    let fresh = (loaded.model, optimizer);
+    let ((model, mut optimizer), mut state) = run.restore(
+        || fresh.clone(),
+        |dir| {
+            let restored = train_state::load(dir, fresh.0.clone(), fresh.1.clone())?;
+            Ok::<_, SftError>(((restored.actor, restored.optimizer), restored.state))
+        },
+    )?;
+    let mut model = if sft.freeze_vision {
+        freeze_vision(model)
+    } else {
+        model
+    };
+    let mut logs = run.logs(&state, ExtraLogs::default())?;
+
+    let order = sft.mode.order();
+    let mut cursor = BatchCursor::resume(cfg.run.seed, data.items.len(), sft.batch, state.data)?;
+    let mut pool = sample_pool(&data, &cursor, &model, cfg, &tokenizer);
+    let step_cfg = UpdateSettings {
+        loss: sft.loss(),
+        rating_ids: tokenizer.ratings().ids(RatingSite::for_order(order)),
+        special: *tokenizer.special(),
+        grad_accum: sft.grad_accum,
+        device: &train_device,
+    };
     let schedule = cfg.optim.to_schedule();
-    let rating_ids = tokenizer.ratings().ids(RatingSite::for_order(order));
-    let special = *tokenizer.special();
-
-    // Workers decode ahead on their own copy of the cursor; the trainer's
-    // cursor advances when it takes a micro-batch (what checkpoints store).
-    let mut cursor = cursor;
-    let mut ahead = cursor.clone();
-    let job_tokenizer = Arc::new(tokenizer.clone());
-    let (manifest, items) = (Arc::clone(&data.manifest), Arc::clone(&data.items));
-    let job_spec = Arc::clone(&spec);
-    let mut pool: OrderedPool<usize, SampleJob> = OrderedPool::new(
-        std::iter::from_fn(move || Some(ahead.next_batch())).flatten(),
-        sft.workers,
-        2 * sft.batch,
-        move |i| prepare_sample(&manifest, &items[i], &job_spec, &job_tokenizer, order),
-    );
-
-    let loss_cfg = sft.loss();
     let progress = Progress::new("sft", total, state.step);
     let mut last = None;
-    while state.step < total {
+    while state.step < total && !interrupt.load(Ordering::SeqCst) {
         let t0 = Instant::now();
-        let mut grads: GradAccumulator<QwenVl> = GradAccumulator::new();
-        let mut sums = SftLossMetrics {
-            loss: 0.0,
-            ce: 0.0,
-            mse: 0.0,
-            answer_tokens: 0,
-        };
-        let (mut micro, mut tokens, mut failed) = (0usize, 0usize, 0usize);
-        for _ in 0..sft.grad_accum {
-            let mut samples = Vec::with_capacity(sft.batch);
-            for index in cursor.next_batch() {
-                match pool.next() {
-                    Some(Ok(Ok(sample))) => samples.push(sample),
-                    Some(Ok(Err(e))) => {
-                        log::warn!("sft: leaving out item {index}: {e}");
-                        failed += 1;
-                    }
-                    Some(Err(panic)) => {
-                        return Err(SftError::Panicked {
-                            index,
-                            message: panic.0,
-                        });
-                    }
-                    None => {
-                        return Err(SftError::Panicked {
-                            index,
-                            message: "the decoding pool stopped".into(),
-                        });
-                    }
-                }
-            }
-            if samples.is_empty() {
-                continue;
-            }
-            let tensors = sft_tensors(
-                &samples,
-                special.endoftext,
-                special.video_pad,
-                &train_device,
-            );
-            tokens += tensors.tokens;
-            let out = micro_batch_loss(&model, tensors, rating_ids, &loss_cfg, &train_device)?;
-            let scaled = out.loss.div_scalar(sft.grad_accum as f32);
-            grads.add(
-                &model,
-                GradientsParams::from_grads(scaled.backward(), &model),
-            );
-            sums.loss += out.metrics.loss;
-            sums.ce += out.metrics.ce;
-            sums.mse += out.metrics.mse;
-            sums.answer_tokens += out.metrics.answer_tokens;
-            micro += 1;
-        }
         let lr = schedule.lr_at(state.step, total);
-        let (grad_norm, skipped) = match grads.micro_batches() {
-            0 => (None, false),
-            _ => {
-                let (updated, outcome) = optimizer.step(model, grads.take(), lr)?;
-                model = updated;
-                match outcome {
-                    StepOutcome::Applied(stats) => {
-                        state.consecutive_non_finite = 0;
-                        (Some(stats.grad_norm), false)
-                    }
-                    StepOutcome::SkippedNonFinite { grad_norm } => {
-                        state.consecutive_non_finite += 1;
-                        state.total_non_finite += 1;
-                        log::warn!(
-                            "sft: update {} skipped: non-finite gradient norm {grad_norm}",
-                            state.step + 1
-                        );
-                        if state.consecutive_non_finite >= MAX_CONSECUTIVE_NON_FINITE {
-                            return Err(SftError::NonFinite {
-                                count: state.consecutive_non_finite,
-                                grad_norm,
-                            });
-                        }
-                        (None, true)
-                    }
-                }
-            }
-        };
+        let (updated, outcome, sums) =
+            sft_update(model, &mut optimizer, &mut pool, &mut cursor, &step_cfg, lr)?;
+        model = updated;
+        if let Some(outcome) = outcome {
+            let step = state.step + 1;
+            run.guard(&mut state, step, outcome)?;
+        }
         state.step += 1;
         state.data = cursor.cursor();
-        let seconds = t0.elapsed().as_secs_f64();
-        let n = micro.max(1) as f32;
-        let row = SftStepMetrics {
-            step: state.step,
-            epoch: (state.data.epoch as f64)
-                + state.data.position as f64 / (micro_per_epoch as f64 * sft.batch as f64),
-            loss: sums.loss / n,
-            ce: sums.ce / n,
-            mse: sums.mse / n,
-            lr,
-            grad_norm,
-            skipped_non_finite: skipped,
-            answer_tokens: sums.answer_tokens,
-            tokens_per_s: tokens as f64 / seconds.max(1e-9),
-            seconds,
-            failed_examples: failed,
-        };
-        metrics.append(&row)?;
+        let row = sums.metrics_row(&state, outcome, lr, micro_per_epoch, sft.batch, t0);
+        logs.metrics.append(&row)?;
+        run.end_step(
+            &mut logs,
+            &mut state,
+            checkpoint(&model, &config_json, &optimizer),
+        )?;
         progress.step(&format!(
             "loss {:.4} ce {:.4} mse {:.4} lr {:.2e}",
             row.loss, row.ce, row.mse, row.lr
         ));
         last = Some(row);
-        let periodic = sft.checkpoint_every > 0 && state.step.is_multiple_of(sft.checkpoint_every);
-        if periodic || state.step == total {
-            metrics.sync()?;
-            state.metrics_len = metrics.len();
-            let snapshot = Snapshot {
-                actor: &model,
-                model_config_json: &config_json,
-                optimizer: &optimizer,
-                state: &state,
-            };
-            checkpoints.save(state.step, |dir| train_state::save(dir, &snapshot))?;
-        }
     }
     progress.finish();
     pool.shutdown();
-    let final_dir = run_dir.join("final");
-    export_model(&model, &config_json, &tokenizer, &final_dir)?;
+    let finish = run.finish(
+        &mut logs,
+        &mut state,
+        checkpoint(&model, &config_json, &optimizer),
+    )?;
+    let final_dir = run.dir().join("final");
+    let interrupted = matches!(finish, Finish::Interrupted { .. });
+    if !interrupted {
+        export_model(&model, &config_json, &tokenizer, &final_dir)?;
+    }
     Ok(SftSummary {
-        run_dir,
+        run_dir: run.dir().to_path_buf(),
         final_dir,
         steps: state.step,
+        interrupted,
         items: data.items.len(),
         skipped_no_rationale: data.skipped_no_rationale,
         last,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// What an SFT checkpoint holds: the model, its AdamW state and the run
+/// state ([`train_state::save`]).
+fn checkpoint<'a>(
+    model: &'a QwenVl,
+    config_json: &'a str,
+    optimizer: &'a Optimizer,
+) -> impl FnOnce(&std::path::Path, &TrainState) -> Result<(), TrainStateError> + 'a {
+    move |dir, state| {
+        let snapshot = Snapshot {
+            actor: model,
+            model_config_json: config_json,
+            optimizer,
+            state,
+        };
+        train_state::save(dir, &snapshot)
+    }
+}
+
+/// Decoding workers that prepare the items in `cursor`'s order, ahead of
+/// the trainer, on their own copy of the cursor; the trainer's cursor
+/// advances when it takes a micro-batch (what checkpoints store).
+fn sample_pool(
+    data: &SftData,
+    cursor: &BatchCursor,
+    model: &QwenVl,
+    cfg: &Config,
+    tokenizer: &crate::text::Tokenizer,
+) -> OrderedPool<usize, SampleJob> {
+    let mut ahead = cursor.clone();
+    let spec = Arc::new(InputSpec::new(&model.config, &cfg.video));
+    let tokenizer = Arc::new(tokenizer.clone());
+    let (manifest, items) = (Arc::clone(&data.manifest), Arc::clone(&data.items));
+    let order = cfg.sft.mode.order();
+    OrderedPool::new(
+        std::iter::from_fn(move || Some(ahead.next_batch())).flatten(),
+        cfg.sft.workers,
+        2 * cfg.sft.batch,
+        move |i| prepare_sample(&manifest, &items[i], &spec, &tokenizer, order),
+    )
+}
+
+/// The fixed settings of an SFT update.
+struct UpdateSettings<'a> {
+    loss: SftLossConfig,
+    rating_ids: [u32; 5],
+    special: crate::text::SpecialTokens,
+    grad_accum: usize,
+    device: &'a Device,
+}
+
+/// Sums over an update's micro-batches.
+#[derive(Default)]
+struct UpdateSums {
+    loss: f32,
+    ce: f32,
+    mse: f32,
+    answer_tokens: usize,
+    micro_batches: usize,
+    tokens: usize,
+    failed: usize,
+}
+
+impl UpdateSums {
+    /// The update's `metrics.jsonl` row (`state` already counts it).
+    fn metrics_row(
+        &self,
+        state: &TrainState,
+        outcome: Option<StepOutcome>,
+        lr: f64,
+        micro_per_epoch: u64,
+        batch: usize,
+        started: Instant,
+    ) -> SftStepMetrics {
+        let seconds = started.elapsed().as_secs_f64();
+        let n = self.micro_batches.max(1) as f32;
+        SftStepMetrics {
+            step: state.step,
+            epoch: (state.data.epoch as f64)
+                + state.data.position as f64 / (micro_per_epoch as f64 * batch as f64),
+            loss: self.loss / n,
+            ce: self.ce / n,
+            mse: self.mse / n,
+            lr,
+            grad_norm: match outcome {
+                Some(StepOutcome::Applied(stats)) => Some(stats.grad_norm),
+                _ => None,
+            },
+            skipped_non_finite: matches!(outcome, Some(StepOutcome::SkippedNonFinite { .. })),
+            answer_tokens: self.answer_tokens,
+            tokens_per_s: self.tokens as f64 / seconds.max(1e-9),
+            seconds,
+            failed_examples: self.failed,
+        }
+    }
+}
+
+/// One optimizer update: `grad_accum` micro-batches of `batch` items from
+/// the pool (an item whose video failed is logged and left out), their
+/// gradients summed, one AdamW step (`None` when every item failed).
+fn sft_update(
+    model: QwenVl,
+    optimizer: &mut Optimizer,
+    pool: &mut OrderedPool<usize, SampleJob>,
+    cursor: &mut BatchCursor,
+    cfg: &UpdateSettings<'_>,
+    lr: f64,
+) -> Result<(QwenVl, Option<StepOutcome>, UpdateSums), SftError> {
+    let mut grads: GradAccumulator<QwenVl> = GradAccumulator::new();
+    let mut sums = UpdateSums::default();
+    for _ in 0..cfg.grad_accum {
+        let samples = next_samples(pool, cursor, &mut sums)?;
+        if samples.is_empty() {
+            continue;
+        }
+        let tensors = sft_tensors(
+            &samples,
+            cfg.special.endoftext,
+            cfg.special.video_pad,
+            cfg.device,
+        );
+        sums.tokens += tensors.tokens;
+        let out = micro_batch_loss(&model, tensors, cfg.rating_ids, &cfg.loss, cfg.device)?;
+        let scaled = out.loss.div_scalar(cfg.grad_accum as f32);
+        grads.add(
+            &model,
+            GradientsParams::from_grads(scaled.backward(), &model),
+        );
+        sums.loss += out.metrics.loss;
+        sums.ce += out.metrics.ce;
+        sums.mse += out.metrics.mse;
+        sums.answer_tokens += out.metrics.answer_tokens;
+        sums.micro_batches += 1;
+    }
+    if grads.micro_batches() == 0 {
+        return Ok((model, None, sums));
+    }
+    let (model, outcome) = optimizer.step(model, grads.take(), lr)?;
+    Ok((model, Some(outcome), sums))
+}
+
+/// The prepared samples of the cursor's next micro-batch.
+fn next_samples(
+    pool: &mut OrderedPool<usize, SampleJob>,
+    cursor: &mut BatchCursor,
+    sums: &mut UpdateSums,
+) -> Result<Vec<SftSample>, SftError> {
+    let mut samples = Vec::new();
+    for index in cursor.next_batch() {
+        match pool.next() {
+            Some(Ok(Ok(sample))) => samples.push(sample),
+            Some(Ok(Err(e))) => {
+                log::warn!("sft: leaving out item {index}: {e}");
+                sums.failed += 1;
+            }
+            Some(Err(panic)) => {
+                return Err(SftError::Panicked {
+                    index,
+                    message: panic.0,
+                });
+            }
+            None => {
+                return Err(SftError::Panicked {
+                    index,
+                    message: "the decoding pool stopped".into(),
+                });
+            }
+        }
+    }
+    Ok(samples)
 }

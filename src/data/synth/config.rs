@@ -2,7 +2,7 @@
 //! rater noise. Parsed from TOML/JSON (unknown keys are errors) and checked
 //! by [`SynthConfig::validate`] before anything is generated.
 
-use crate::config::Rules;
+use crate::config::rules::Rules;
 use serde::{Deserialize, Serialize};
 
 /// Settings of one synthetic data set. Every field has a default, so an

@@ -21,24 +21,31 @@
 //! load it through `[model] path` and may keep the tower frozen
 //! (`sft.freeze_vision`, `grpo.freeze_vision`).
 //!
-//! The stage is short (minutes) and has no mid-run checkpoints: an
-//! interrupted run starts again. Its export, like every `final/`
+//! It runs on the one run lifecycle of every trainer ([`crate::run`]):
+//! checkpoints every `pretrain.save_every` updates and on Ctrl-C, `--resume
+//! auto` continues byte for byte. Its export, like every `final/`
 //! ([`export_model`]), replaces the directory whole, so `final/` is never
 //! half-written.
 
-use crate::config::{Config, Rules, Validate};
-use crate::data::synth::{SynthConfig, SynthError, ensure_synthetic_set};
+pub mod config;
+
+pub use config::PretrainConfig;
+
+use crate::checkpoint::Resume;
+use crate::config::Config;
+use crate::data::synth::{SynthError, ensure_synthetic_set};
 use crate::data::{Dimension, Manifest, ManifestError, MosScale, Split, same_file};
 use crate::eval::metrics::srcc;
 use crate::inputs::{HostVideo, InputError, InputSpec, prepare_video};
-use crate::jsonl::{JsonlError, JsonlWriter};
+use crate::jsonl::JsonlError;
 use crate::model::VideoInput;
 use crate::model::vision::VisionModel;
 use crate::model_source::{ModelSourceError, export_model, load_model};
-use crate::optim::{OptimConfig, OptimError, Optimizer, StepOutcome};
+use crate::optim::{OptimError, Optimizer, StepOutcome};
 use crate::progress::Progress;
 use crate::rng::Rng;
-use crate::schedule::ScheduleKind;
+use crate::run::{ExtraLogs, Finish, Run, RunError, RunSpec};
+use crate::train_state::{self, OPTIMIZER_FILE, STATE_FILE, TrainState, TrainStateError};
 use crate::video::load_clips;
 use burn::module::{Module, Param};
 use burn::nn::Linear;
@@ -48,65 +55,12 @@ use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 /// The dimensions the head regresses, in output order. Alignment is not
 /// among them: it depends on the prompt, which the tower never sees.
 pub const TARGETS: [Dimension; 2] = [Dimension::Visual, Dimension::Dynamic];
-
-/// `[pretrain]` settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PretrainConfig {
-    /// Manifest of the pre-training set, written from `synth` when missing.
-    pub manifest: PathBuf,
-    /// The pre-training set: a seed of its own, so its videos are not the
-    /// judged set's.
-    pub synth: SynthConfig,
-    /// Optimizer updates. The probe's loss first sits on a plateau (the
-    /// mean prediction) for a seed-dependent 600–1000 updates, so the
-    /// default leaves room after it.
-    pub steps: u64,
-    /// Clips per update.
-    pub batch: usize,
-    /// AdamW settings of the tower and the head.
-    pub optim: OptimConfig,
-}
-
-impl Default for PretrainConfig {
-    fn default() -> Self {
-        PretrainConfig {
-            manifest: PathBuf::from("data/synth-pretrain/manifest.jsonl"),
-            synth: SynthConfig {
-                videos: 480,
-                seed: 1000,
-                ..SynthConfig::default()
-            },
-            steps: 4000,
-            batch: 8,
-            optim: OptimConfig {
-                lr: 2e-3,
-                schedule: ScheduleKind::WarmupCosine,
-                warmup_ratio: 0.03,
-                min_lr_ratio: 0.05,
-                ..OptimConfig::default()
-            },
-        }
-    }
-}
-
-impl Validate for PretrainConfig {
-    fn validate(&self, p: &str, rules: &mut Rules) {
-        self.synth.check(&format!("{p}.synth"), rules);
-        rules.check(self.steps >= 1, &format!("{p}.steps"), || {
-            format!("steps must be ≥ 1, got {}", self.steps)
-        });
-        rules.check(self.batch >= 1, &format!("{p}.batch"), || {
-            format!("batch must be ≥ 1, got {}", self.batch)
-        });
-        self.optim.validate(&format!("{p}.optim"), rules);
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum PretrainError {
@@ -126,6 +80,10 @@ pub enum PretrainError {
     Optim(#[from] OptimError),
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error(transparent)]
+    State(#[from] TrainStateError),
     #[error(transparent)]
     Metrics(#[from] JsonlError),
     #[error(
@@ -240,6 +198,10 @@ struct StepRow {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PretrainSummary {
     pub steps: u64,
+    /// Stopped by Ctrl-C before the last update (a checkpoint was written;
+    /// nothing exported).
+    #[serde(default)]
+    pub interrupted: bool,
     pub train_clips: usize,
     pub held_out_clips: usize,
     /// Clips that failed to decode (logged with path and reason).
@@ -300,10 +262,121 @@ fn held_out_srcc(
     }))
 }
 
+/// Config sections pre-training's results do not depend on (a resume
+/// ignores edits there): it reads `[run]`, `[data]`'s scale, `[video]`,
+/// `[model]` and `[pretrain]`.
+const IGNORED_SECTIONS: &[&str] = &["eval", "optim", "sft", "grpo", "pipeline"];
+
+/// The probe's weights inside a pre-training checkpoint.
+const PROBE_FILE: &str = "probe.bpk";
+
 /// `vgrpo pretrain`: trains `[model]`'s vision tower on `[pretrain]` and
-/// exports the model to `runs/<name>/final/`.
-pub fn run_pretrain(cfg: &Config, device: &Device) -> Result<PretrainSummary, PretrainError> {
+/// exports the model to `runs/<name>/final/`. `interrupt` is polled between
+/// updates: when set, the run checkpoints and returns with `interrupted`.
+pub fn run_pretrain(
+    cfg: &Config,
+    resume: &Resume,
+    device: &Device,
+    interrupt: &AtomicBool,
+) -> Result<PretrainSummary, PretrainError> {
     let started = Instant::now();
+    let pre = &cfg.pretrain;
+    let train_device = device.clone().autodiff();
+    let (loaded, set) = load_inputs(cfg, &train_device)?;
+    let spec = RunSpec {
+        config: cfg,
+        total_steps: pre.steps,
+        save_every: pre.save_every,
+        keep_last: pre.keep_last,
+        ignored_sections: IGNORED_SECTIONS,
+    };
+    let run = Run::open(&spec, resume)?;
+
+    // The head is drawn first from the run's pre-training stream, which
+    // then picks the clips of every update (checkpointed as `rng.update`).
+    let mut rng = Rng::stream(cfg.run.seed, "pretrain");
+    let mut model = loaded.model;
+    let fresh = (
+        PerceptionProbe::new(model.model.visual.clone(), &mut rng, &train_device),
+        Optimizer::new(&pre.optim),
+    );
+    let ((mut probe, mut optimizer), mut state) = run.restore(
+        || fresh.clone(),
+        |dir| {
+            let state = TrainState::read(&dir.join(STATE_FILE))?;
+            let probe = train_state::load_module(&dir.join(PROBE_FILE), fresh.0.clone())?;
+            let optimizer = fresh.1.clone().load(&dir.join(OPTIMIZER_FILE))?;
+            Ok::<_, PretrainError>(((probe, optimizer), state))
+        },
+    )?;
+    if run.resume_from().is_none() {
+        state.rng.update = rng;
+    }
+    let mut logs = run.logs(&state, ExtraLogs::default())?;
+    let schedule = pre.optim.to_schedule();
+    let progress = Progress::new("pretrain", pre.steps, state.step);
+    while state.step < pre.steps && !interrupt.load(Ordering::SeqCst) {
+        let lr = schedule.lr_at(state.step, pre.steps);
+        let (next, row) = probe_update(probe, &mut optimizer, &set.train, &mut state, lr, pre)?;
+        probe = next;
+        let step = state.step + 1;
+        run.guard(&mut state, step, row.outcome)?;
+        state.step = step;
+        logs.metrics.append(&row.log)?;
+        run.end_step(&mut logs, &mut state, checkpoint(&probe, &optimizer))?;
+        progress.step(&format!("loss {:.4} lr {lr:.2e}", row.log.loss));
+    }
+    progress.finish();
+    let finish = run.finish(&mut logs, &mut state, checkpoint(&probe, &optimizer))?;
+    let final_dir = run.dir().join("final");
+    let mut summary = PretrainSummary {
+        steps: state.step,
+        interrupted: matches!(finish, Finish::Interrupted { .. }),
+        train_clips: set.train.len(),
+        held_out_clips: set.held_out.len(),
+        skipped: set.skipped,
+        held_out_srcc: [None, None],
+        seconds: 0.0,
+        final_dir: final_dir.clone(),
+    };
+    if summary.interrupted {
+        return Ok(summary);
+    }
+
+    let probe = probe.valid();
+    summary.held_out_srcc = held_out_srcc(&probe, &set.held_out, pre.batch, device)?;
+    for (dim, s) in TARGETS.iter().zip(summary.held_out_srcc) {
+        match s {
+            Some(s) => log::info!("pretrain: held-out SRCC {dim}: {s:.3}"),
+            None => log::info!("pretrain: held-out SRCC {dim}: – (too few clips)"),
+        }
+    }
+    model.model.visual = probe.visual;
+    export_model(
+        &model.valid(),
+        &loaded.config_json,
+        &loaded.tokenizer,
+        &final_dir,
+    )?;
+    summary.seconds = started.elapsed().as_secs_f64();
+    write_summary(&run.dir().join("pretrain.json"), &summary)?;
+    Ok(summary)
+}
+
+/// The pre-training set, decoded and split.
+struct ClipSet {
+    train: Vec<(HostVideo, ClipTarget)>,
+    held_out: Vec<(HostVideo, ClipTarget)>,
+    /// Clips that failed to decode.
+    skipped: usize,
+}
+
+/// The model and the pre-training set (written when missing, refused when
+/// it is the judged manifest), every clip decoded.
+fn load_inputs(
+    cfg: &Config,
+    train_device: &Device,
+) -> Result<(crate::model_source::LoadedModel, ClipSet), PretrainError> {
     let pre = &cfg.pretrain;
     if same_file(&pre.manifest, &cfg.data.manifest) {
         return Err(PretrainError::SameManifest {
@@ -312,8 +385,7 @@ pub fn run_pretrain(cfg: &Config, device: &Device) -> Result<PretrainSummary, Pr
     }
     ensure_synthetic_set(&pre.manifest, &pre.synth, "the pre-training set")?;
     let manifest = Manifest::load(&pre.manifest)?;
-    let train_device = device.clone().autodiff();
-    let loaded = load_model(&cfg.model, cfg.run.seed, &train_device)?;
+    let loaded = load_model(&cfg.model, cfg.run.seed, train_device)?;
     let spec = InputSpec::new(&loaded.model.config, &cfg.video);
     let targets = clip_targets(&manifest, cfg.data.mos_scale());
     let (clips, skipped) = prepare_clips(targets, &spec);
@@ -334,90 +406,79 @@ pub fn run_pretrain(cfg: &Config, device: &Device) -> Result<PretrainSummary, Pr
         held_out.len(),
         pre.manifest.display()
     );
-
-    let mut rng = Rng::stream(cfg.run.seed, "pretrain");
-    let mut model = loaded.model;
-    let mut probe = PerceptionProbe::new(model.model.visual.clone(), &mut rng, &train_device);
-    let mut optimizer = Optimizer::new(&pre.optim);
-    let schedule = pre.optim.to_schedule();
-    let run_dir = cfg.run.dir();
-    std::fs::create_dir_all(&run_dir).map_err(|source| PretrainError::Io {
-        action: "create",
-        path: run_dir.clone(),
-        source,
-    })?;
-    cfg.write_resolved(&run_dir)?;
-    let mut metrics = JsonlWriter::create(&run_dir.join("metrics.jsonl"))?;
-    let progress = Progress::new("pretrain", pre.steps, 0);
-    for step in 0..pre.steps {
-        let picks: Vec<usize> = (0..pre.batch)
-            .map(|_| rng.below(train.len() as u64) as usize)
-            .collect();
-        let clips: Vec<&HostVideo> = picks.iter().map(|&i| &train[i].0).collect();
-        let truth: Vec<f32> = picks.iter().flat_map(|&i| train[i].1.scores).collect();
-        let truth = Tensor::<2>::from_data(
-            TensorData::new(truth, [pre.batch, TARGETS.len()]),
-            &train_device,
-        );
-        let loss = (probe.forward(&clips, &train_device) - truth)
-            .powi_scalar(2)
-            .mean();
-        let loss_value: f32 = loss.clone().into_scalar();
-        let grads = GradientsParams::from_grads(loss.backward(), &probe);
-        let lr = schedule.lr_at(step, pre.steps);
-        let (next, outcome) = optimizer.step(probe, grads, lr)?;
-        probe = next;
-        metrics.append(&StepRow {
-            step: step + 1,
-            loss: loss_value,
-            lr,
-            grad_norm: match outcome {
-                StepOutcome::Applied(stats) => stats.grad_norm,
-                StepOutcome::SkippedNonFinite { grad_norm } => grad_norm,
-            },
-        })?;
-        progress.step(&format!("loss {loss_value:.4} lr {lr:.2e}"));
-    }
-    progress.finish();
-    metrics.sync()?;
-
-    let probe = probe.valid();
-    let held_out_srcc = held_out_srcc(&probe, &held_out, pre.batch, device)?;
-    for (dim, s) in TARGETS.iter().zip(held_out_srcc) {
-        match s {
-            Some(s) => log::info!("pretrain: held-out SRCC {dim}: {s:.3}"),
-            None => log::info!("pretrain: held-out SRCC {dim}: – (too few clips)"),
-        }
-    }
-    model.model.visual = probe.visual;
-    let final_dir = run_dir.join("final");
-    export_model(
-        &model.valid(),
-        &loaded.config_json,
-        &loaded.tokenizer,
-        &final_dir,
-    )?;
-    let summary = PretrainSummary {
-        steps: pre.steps,
-        train_clips: train.len(),
-        held_out_clips: held_out.len(),
+    let set = ClipSet {
+        train,
+        held_out,
         skipped,
-        held_out_srcc,
-        seconds: started.elapsed().as_secs_f64(),
-        final_dir,
     };
-    let json = serde_json::to_string_pretty(&summary).map_err(|e| PretrainError::Io {
+    Ok((loaded, set))
+}
+
+/// One logged update and its outcome.
+struct ProbeStep {
+    log: StepRow,
+    outcome: StepOutcome,
+}
+
+/// One update of the probe on `batch` clips drawn from `train` with the
+/// state's update stream.
+fn probe_update(
+    probe: PerceptionProbe,
+    optimizer: &mut Optimizer,
+    train: &[(HostVideo, ClipTarget)],
+    state: &mut TrainState,
+    lr: f64,
+    pre: &PretrainConfig,
+) -> Result<(PerceptionProbe, ProbeStep), PretrainError> {
+    let device = probe.head.weight.device();
+    let picks: Vec<usize> = (0..pre.batch)
+        .map(|_| state.rng.update.below(train.len() as u64) as usize)
+        .collect();
+    let clips: Vec<&HostVideo> = picks.iter().map(|&i| &train[i].0).collect();
+    let truth: Vec<f32> = picks.iter().flat_map(|&i| train[i].1.scores).collect();
+    let truth = Tensor::<2>::from_data(TensorData::new(truth, [pre.batch, TARGETS.len()]), &device);
+    let loss = (probe.forward(&clips, &device) - truth)
+        .powi_scalar(2)
+        .mean();
+    let loss_value: f32 = loss.clone().into_scalar();
+    let grads = GradientsParams::from_grads(loss.backward(), &probe);
+    let (next, outcome) = optimizer.step(probe, grads, lr)?;
+    let log = StepRow {
+        step: state.step + 1,
+        loss: loss_value,
+        lr,
+        grad_norm: match outcome {
+            StepOutcome::Applied(stats) => stats.grad_norm,
+            StepOutcome::SkippedNonFinite { grad_norm } => grad_norm,
+        },
+    };
+    Ok((next, ProbeStep { log, outcome }))
+}
+
+/// What a pre-training checkpoint holds: the probe (tower and head) with
+/// its parameter ids, its AdamW state and the run state.
+fn checkpoint<'a>(
+    probe: &'a PerceptionProbe,
+    optimizer: &'a Optimizer,
+) -> impl FnOnce(&std::path::Path, &TrainState) -> Result<(), TrainStateError> + 'a {
+    move |dir, state| {
+        train_state::save_module(&dir.join(PROBE_FILE), probe)?;
+        optimizer.save(&dir.join(OPTIMIZER_FILE))?;
+        state.write(&dir.join(STATE_FILE))
+    }
+}
+
+fn write_summary(path: &std::path::Path, summary: &PretrainSummary) -> Result<(), PretrainError> {
+    let json = serde_json::to_string_pretty(summary).map_err(|e| PretrainError::Io {
         action: "serialise",
-        path: run_dir.join("pretrain.json"),
+        path: path.to_path_buf(),
         source: std::io::Error::other(e),
     })?;
-    let path = run_dir.join("pretrain.json");
-    std::fs::write(&path, json).map_err(|source| PretrainError::Io {
+    std::fs::write(path, json).map_err(|source| PretrainError::Io {
         action: "write",
-        path,
+        path: path.to_path_buf(),
         source,
-    })?;
-    Ok(summary)
+    })
 }
 
 #[cfg(test)]
