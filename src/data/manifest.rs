@@ -49,7 +49,7 @@ pub struct ManifestRow {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
-    #[error("cannot read manifest {path}: {source}")]
+    #[error("cannot read manifest {path}")]
     Io {
         path: PathBuf,
         source: std::io::Error,
@@ -69,7 +69,7 @@ pub enum ManifestError {
     },
     #[error("{path}: the manifest has no rows")]
     Empty { path: PathBuf },
-    #[error("cannot write manifest {path}: {source}")]
+    #[error("cannot write manifest {path}")]
     Write {
         path: PathBuf,
         source: std::io::Error,
@@ -172,6 +172,7 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::errors::chain;
 
     fn row(id: &str) -> ManifestRow {
         ManifestRow {
@@ -203,13 +204,13 @@ mod tests {
         let path = dir.path().join("m.jsonl");
         let good = serde_json::to_string(&row("a")).unwrap();
         std::fs::write(&path, format!("{good}\n{good}\n")).unwrap();
-        let e = Manifest::load(&path).unwrap_err().to_string();
+        let e = chain(&Manifest::load(&path).unwrap_err());
         assert!(
             e.contains(":2: duplicate row id \"a\" (first on line 1)"),
             "{e}"
         );
         std::fs::write(&path, format!("{good}\n{{\"id\":\"b\",\"bogus\":1}}\n")).unwrap();
-        let e = Manifest::load(&path).unwrap_err().to_string();
+        let e = chain(&Manifest::load(&path).unwrap_err());
         assert!(e.contains("m.jsonl:2: invalid manifest row"), "{e}");
     }
 }

@@ -10,6 +10,7 @@ use super::metrics::PairwiseConfig;
 use super::report::{AnswerRecord, EvalReport, Prediction, aggregate};
 use crate::config::{Config, Rules, Validate};
 use crate::data::{Dimension, Manifest, ManifestError, MosScale, Rating, Split};
+use crate::errors::chain;
 use crate::inputs::{Example, InputError, InputSpec, judge_prompt, prepare_video};
 use crate::jsonl::{JsonlError, JsonlWriter};
 use crate::loader::{Preparer, prepare_all};
@@ -131,7 +132,7 @@ pub enum EvalError {
     Input(#[from] InputError),
     #[error(transparent)]
     Judge(#[from] JudgeError),
-    #[error("building the judging prompt: {0}")]
+    #[error("building the judging prompt")]
     Prompt(#[from] ChatError),
     #[error(transparent)]
     Jsonl(#[from] JsonlError),
@@ -139,7 +140,7 @@ pub enum EvalError {
     NoRows { path: PathBuf, split: Split },
     #[error("every one of the {failed} rows failed to load (first: {first})")]
     AllFailed { failed: usize, first: String },
-    #[error("writing {path}: {source}")]
+    #[error("writing {path}")]
     Write {
         path: PathBuf,
         source: std::io::Error,
@@ -247,7 +248,7 @@ pub fn evaluate(
             match result {
                 Ok(example) => batch.push(example),
                 Err(e) => {
-                    log::warn!("eval: skipping a row: {e}");
+                    log::warn!("eval: skipping a row: {}", chain(&e));
                     progress.tick();
                     failed.push(e);
                 }
@@ -281,7 +282,7 @@ pub fn evaluate(
     if predictions.is_empty() {
         return Err(EvalError::AllFailed {
             failed: failed.len(),
-            first: failed.first().map_or_else(String::new, ToString::to_string),
+            first: failed.first().map_or_else(String::new, |e| chain(e)),
         });
     }
     let (dimensions, overall) = aggregate(&predictions, data.scale, cfg.pairwise());

@@ -40,13 +40,13 @@ struct Stamp {
 pub enum SynthError {
     #[error(transparent)]
     Config(#[from] InvalidSynthConfig),
-    #[error("cannot {action} {}: {source}", path.display())]
+    #[error("cannot {action} {}", path.display())]
     Io {
         action: &'static str,
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{} is not a synthetic data set ({STAMP} is unreadable: {source}); delete it or choose another output directory", path.display())]
+    #[error("{} is not a synthetic data set ({STAMP} is unreadable); delete it or choose another output directory", path.display())]
     BadStamp {
         path: PathBuf,
         source: serde_json::Error,
