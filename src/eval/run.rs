@@ -322,8 +322,9 @@ fn prediction(example: &Example, verdict: Verdict, scale: MosScale) -> Predictio
 
 /// `vgrpo eval`: loads `[model]` and `[data]`, judges the `[eval]` split.
 pub fn run_eval(cfg: &Config, device: &Device) -> Result<EvalOutput, EvalError> {
-    let manifest = Manifest::load(&cfg.data.manifest)?;
-    let data = EvalData::split(manifest, cfg.data.mos_scale(), &cfg.eval)?;
+    let scale = cfg.data.mos_scale();
+    let manifest = Manifest::load_in_scale(&cfg.data.manifest, scale)?;
+    let data = EvalData::split(manifest, scale, &cfg.eval)?;
     let loaded = load_model(&cfg.model, cfg.run.seed, device)?;
     let spec = InputSpec::new(&loaded.model.config, &cfg.video);
     log::info!(
