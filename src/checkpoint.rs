@@ -27,7 +27,7 @@ const TMP_PREFIX: &str = ".tmp-";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    #[error("checkpoint I/O on {path}: {source}")]
+    #[error("checkpoint I/O on {path}")]
     Io {
         path: PathBuf,
         source: std::io::Error,
@@ -36,8 +36,11 @@ pub enum CheckpointError {
     DanglingLatest { path: PathBuf, name: String },
     #[error("--resume {path}: not a checkpoint directory (expected a step_XXXXXX directory)")]
     NotACheckpoint { path: PathBuf },
-    #[error("writing checkpoint {path}: {message}")]
-    Write { path: PathBuf, message: String },
+    #[error("writing checkpoint {path}")]
+    Write {
+        path: PathBuf,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl From<DirIoError> for CheckpointError {
@@ -51,7 +54,7 @@ impl From<DirIoError> for CheckpointError {
 
 /// An I/O failure while writing or swapping a directory in [`replace_dir`].
 #[derive(Debug, thiserror::Error)]
-#[error("{path}: {source}")]
+#[error("{path}")]
 pub struct DirIoError {
     pub path: PathBuf,
     pub source: std::io::Error,
@@ -150,7 +153,7 @@ impl CheckpointDir {
     /// Writes checkpoint `step` atomically: `fill` writes files into a
     /// temporary directory, which is then synced and renamed into place;
     /// `latest` is updated last; old checkpoints beyond `keep_last` go.
-    pub fn save<E: std::fmt::Display>(
+    pub fn save<E: std::error::Error + Send + Sync + 'static>(
         &self,
         step: u64,
         fill: impl FnOnce(&Path) -> Result<(), E>,
@@ -164,7 +167,7 @@ impl CheckpointDir {
         replace_dir(&dest, |tmp| {
             fill(tmp).map_err(|e| CheckpointError::Write {
                 path: tmp.to_path_buf(),
-                message: e.to_string(),
+                source: Box::new(e),
             })
         })?;
         self.write_latest(&name)?;
@@ -325,7 +328,8 @@ mod tests {
                 Err(std::io::Error::other("disk full"))
             })
             .unwrap_err();
-        assert!(err.to_string().contains("disk full"), "{err}");
+        let err = crate::errors::chain(&err);
+        assert!(err.contains("disk full"), "{err}");
         assert!(ck.latest().unwrap().unwrap().ends_with("step_000001"));
         assert_eq!(ck.list().unwrap().len(), 1);
         // The next save cleans the leftover temporary directory.
@@ -355,7 +359,8 @@ mod tests {
             Err(dir_io(d)(std::io::Error::other("disk full")))
         })
         .unwrap_err();
-        assert!(err.to_string().contains("disk full"), "{err}");
+        let err = crate::errors::chain(&err);
+        assert!(err.contains("disk full"), "{err}");
         assert_eq!(
             std::fs::read_to_string(dest.join("state.txt")).unwrap(),
             "one"

@@ -36,11 +36,11 @@ use std::path::Path;
 pub enum InputError {
     #[error(transparent)]
     Video(#[from] VideoError),
-    #[error("{path}: preparing the frames for the model: {source}")]
+    #[error("{path}: preparing the frames for the model")]
     Process { path: String, source: ModelError },
     #[error("{path}: resizing a segment: {message}")]
     Resize { path: String, message: String },
-    #[error("building the prompt of {id}: {source}")]
+    #[error("building the prompt of {id}")]
     Prompt { id: String, source: ChatError },
     #[error("manifest row {index}: the preparing worker panicked: {message}")]
     Panicked { index: usize, message: String },

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum JsonlError {
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         source: std::io::Error,
@@ -31,7 +31,7 @@ pub enum JsonlError {
     },
     #[error("{path}: the committed length {committed} does not end a line")]
     NotLineEnd { path: PathBuf, committed: u64 },
-    #[error("cannot serialize a row for {path}: {source}")]
+    #[error("cannot serialize a row for {path}")]
     Serialize {
         path: PathBuf,
         source: serde_json::Error,

@@ -50,11 +50,11 @@ impl Validate for ModelConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelSourceError {
-    #[error("model {path}: {source}")]
+    #[error("model {path}")]
     Model { path: String, source: ModelError },
     #[error(transparent)]
     Checkpoint(#[from] TrainStateError),
-    #[error("tokenizer: {0}")]
+    #[error("tokenizer")]
     Tokenizer(#[from] TokenizerError),
     #[error(
         "{path} is not a model directory: expected config.json + *.safetensors (HF layout) or \
@@ -66,12 +66,12 @@ pub enum ModelSourceError {
          model; set [model] tokenizer"
     )]
     NoTokenizer { path: PathBuf },
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Io {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("writing the model export: {0}")]
+    #[error("writing the model export")]
     Export(#[from] DirIoError),
 }
 

@@ -47,12 +47,12 @@ const POINT: [u8; 3] = [214, 39, 40];
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlotError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}:{line}: not a JSON object: {source}")]
+    #[error("{path}:{line}: not a JSON object")]
     Row {
         path: PathBuf,
         line: usize,
@@ -60,7 +60,7 @@ pub enum PlotError {
     },
     #[error("{path}: no numeric metric to plot")]
     Empty { path: PathBuf },
-    #[error("writing {path}: {source}")]
+    #[error("writing {path}")]
     Write {
         path: PathBuf,
         source: PngWriteError,

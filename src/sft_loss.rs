@@ -46,7 +46,7 @@ pub enum SftLossError {
     EmptyMask,
     #[error("loss weight {name} = {value} must be finite and >= 0")]
     BadWeight { name: &'static str, value: f32 },
-    #[error("reading an SFT loss metric back from the device failed: {0}")]
+    #[error("reading an SFT loss metric back from the device failed")]
     Readback(#[from] burn::tensor::TensorReadError),
 }
 

@@ -43,12 +43,12 @@ pub const STATE_FORMAT: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainStateError {
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}: not a valid train state: {source}")]
+    #[error("{path}: not a valid train state")]
     Json {
         path: PathBuf,
         source: serde_json::Error,
@@ -61,7 +61,7 @@ pub enum TrainStateError {
     },
     #[error("{path}: {message}")]
     Weights { path: PathBuf, message: String },
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     ModelConfig { path: PathBuf, source: ModelError },
     #[error(
         "{path}: the checkpoint's model differs from the run's model ({difference}); \

@@ -127,3 +127,45 @@ fn batched_verdicts_equal_single_verdicts() {
         }
     }
 }
+
+/// `vgrpo eval` reads the manifest on the run's MOS scale: a MOS off
+/// `[data.mos_min, data.mos_max]` is refused before the model loads, and
+/// the same file passes on a scale that holds it.
+#[test]
+fn eval_refuses_a_mos_outside_the_configured_scale() {
+    let tmp = tempfile::tempdir().unwrap();
+    let manifest = tmp.path().join("m.jsonl");
+    let row = |id: &str, mos: f32| {
+        format!(
+            r#"{{"id":"{id}","video":"{id}.mp4","prompt":"p","dimension":"visual","mos":{mos},"generator":"g"}}"#
+        )
+    };
+    std::fs::write(&manifest, format!("{}\n{}\n", row("a", 3.5), row("b", 9.5))).unwrap();
+    let config = |extra: &str| {
+        let text = format!(
+            "[run]\nout_dir = {:?}\n[data]\nmanifest = {:?}\n{extra}",
+            tmp.path().join("runs").display().to_string(),
+            manifest.display().to_string()
+        );
+        vgrpo::config::from_str(&tmp.path().join("c.toml"), &text, &[]).unwrap()
+    };
+    let err = vgrpo::eval::run_eval(&config(""), &Device::flex(), &Default::default()).unwrap_err();
+    let e = vgrpo::errors::chain(&err);
+    assert!(
+        e.contains("m.jsonl:2: row \"b\" has MOS 9.5, outside the data set's MOS scale [1, 5]"),
+        "{e}"
+    );
+    // On a 0–10 scale the manifest loads; eval then fails on the missing
+    // videos, not on the MOS.
+    let err = vgrpo::eval::run_eval(
+        &config("mos_min = 0.0\nmos_max = 10.0\n"),
+        &Device::flex(),
+        &Default::default(),
+    )
+    .unwrap_err();
+    let e = vgrpo::errors::chain(&err);
+    assert!(
+        matches!(err, vgrpo::eval::EvalError::AllFailed { failed: 2, .. }),
+        "{e}"
+    );
+}

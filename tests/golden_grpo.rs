@@ -17,7 +17,12 @@ fn load<T: for<'de> Deserialize<'de>>(name: &str) -> T {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {path}: {e}"))
 }
 
+/// Within 1e-5 (relative above 1); a NaN or infinity on either side fails.
 fn assert_close(what: &str, got: f64, want: f64) {
+    assert!(
+        got.is_finite() && want.is_finite(),
+        "{what}: got {got}, want {want}"
+    );
     let tol = 1e-5 * want.abs().max(1.0);
     assert!((got - want).abs() <= tol, "{what}: got {got}, want {want}");
 }

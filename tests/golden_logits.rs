@@ -36,9 +36,16 @@ fn load() -> Golden {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {path}: {e}"))
 }
 
+/// Each value within 1e-5 (relative above 1) of numpy's. A NaN or infinity
+/// on either side fails on its own, not through a comparison that happens
+/// to come out false.
 fn assert_all_close(what: &str, got: &[f32], want: &[f64]) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            g.is_finite() && w.is_finite(),
+            "{what}[{i}]: got {g}, want {w}"
+        );
         assert!(
             (f64::from(*g) - w).abs() <= 1e-5 * w.abs().max(1.0),
             "{what}[{i}]: got {g}, want {w}"

@@ -36,7 +36,12 @@ fn load() -> Golden {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {path}: {e}"))
 }
 
+/// Within 1e-10; a NaN or infinity on either side fails.
 fn assert_close(what: &str, got: f64, want: f64) {
+    assert!(
+        got.is_finite() && want.is_finite(),
+        "{what}: got {got}, want {want}"
+    );
     assert!(
         (got - want).abs() <= 1e-10,
         "{what}: got {got}, want {want}"

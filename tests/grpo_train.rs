@@ -375,3 +375,118 @@ fn a_grpo_synth_section_without_a_manifest_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn zero_std_filter_leaves_constant_groups_out_of_the_update() {
+    let tmp = tempfile::tempdir().unwrap();
+    let manifest = dataset(&tmp.path().join("data"));
+    let text = config_text(tmp.path(), &manifest, "filter", 2) + "zero_std = \"filter\"\n";
+    train_from(&text, &[]);
+    let run = tmp.path().join("runs/filter");
+    // The untrained tiny model never scores, so every group is constant:
+    // `filter` trains on none of them, and the weights stay the start's.
+    for r in &metrics(&run) {
+        assert_eq!(r.frac_reward_zero_std, 1.0);
+        assert_eq!((r.updates, r.skipped_updates), (0, 0), "step {}", r.step);
+    }
+    let keep = config_text(tmp.path(), &manifest, "keep", 2);
+    train_from(&keep, &[]);
+    let keep_rows = metrics(&tmp.path().join("runs/keep"));
+    assert!(
+        keep_rows.iter().all(|r| r.updates == 1),
+        "keep updates on them"
+    );
+    let start = vgrpo::default_model::tiny_model(7, &Device::flex()).unwrap();
+    let exported = tmp.path().join("runs/filter/final/model.safetensors");
+    let loaded = vgrpo::model_source::load_model(
+        &vgrpo::model_source::ModelConfig {
+            path: Some(exported.parent().unwrap().to_path_buf()),
+            tokenizer: None,
+        },
+        0,
+        &Device::flex(),
+    )
+    .unwrap();
+    let w = |m: &vgrpo::model::QwenVl| {
+        m.model
+            .language_model
+            .embed_tokens
+            .weight
+            .val()
+            .try_into_vec_as::<f32>()
+            .unwrap()
+    };
+    assert_eq!(w(&loaded.model), w(&start), "filter moved the weights");
+}
+
+#[test]
+fn kl_in_the_reward_penalises_every_reward_by_its_rollouts_kl() {
+    let tmp = tempfile::tempdir().unwrap();
+    let manifest = dataset(&tmp.path().join("data"));
+    // A reference other than the starting actor (the tiny model of another
+    // seed), so the KL is > 0 from the first step.
+    let reference = tmp.path().join("reference");
+    let other = vgrpo::default_model::tiny_model(8, &Device::flex()).unwrap();
+    vgrpo::model_source::export_model(
+        &other,
+        vgrpo::default_model::TINY_CONFIG_JSON,
+        &vgrpo::text::Tokenizer::tiny().unwrap(),
+        &reference,
+    )
+    .unwrap();
+    let with = |name: &str, extra: &str| {
+        config_text(tmp.path(), &manifest, name, 2)
+            + &format!(
+                "kl_coef = 0.5\nreference = \"{}\"\n{extra}",
+                reference.display()
+            )
+    };
+    train_from(&with("klr", "kl_placement = \"reward\"\n"), &[]);
+    train_from(&with("kll", ""), &[]);
+    let (reward, loss) = (
+        metrics(&tmp.path().join("runs/klr")),
+        metrics(&tmp.path().join("runs/kll")),
+    );
+    // The untrained model's raw rewards are all 0. In the reward, the
+    // sequence KL to the reference is subtracted from each, so they fall
+    // below 0 and differ within groups (advantages the raw rewards never
+    // gave) and the loss has no KL term; in the loss, the rewards stay 0
+    // and the KL is measured there.
+    for (r, l) in reward.iter().zip(&loss) {
+        assert!(r.reward_mean < 0.0, "step {}: {}", r.step, r.reward_mean);
+        assert!(r.reward_std > 0.0, "step {}", r.step);
+        assert_eq!((l.reward_mean, l.reward_std), (0.0, 0.0));
+        assert!(l.kl > 0.0, "step {}: {}", l.step, l.kl);
+    }
+}
+
+#[test]
+fn a_corrupt_video_met_mid_run_is_skipped_counted_and_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let manifest = dataset(&tmp.path().join("data"));
+    // One of the six clips becomes garbage after the manifest is written.
+    let broken = tmp.path().join("data/videos/v3.mp4");
+    std::fs::write(&broken, b"not a video at all").unwrap();
+    let config = tmp.path().join("corrupt.toml");
+    // 9 steps × 2 prompts: every one of the 18 training rows, v3's three
+    // among them, once.
+    std::fs::write(&config, config_text(tmp.path(), &manifest, "corrupt", 9)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vgrpo"))
+        .args(["train", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("skipping a video") && stderr.contains(&broken.display().to_string()),
+        "{stderr}"
+    );
+    let rows = metrics(&tmp.path().join("runs/corrupt"));
+    let skipped: usize = rows.iter().map(|r| r.skipped_videos).sum();
+    assert_eq!(skipped, 3, "v3's three rows, each counted once");
+    for r in &rows {
+        assert_eq!(r.prompts + r.skipped_videos, 2, "step {}", r.step);
+    }
+    assert_eq!(stderr.matches("skipping a video").count(), 3, "{stderr}");
+}

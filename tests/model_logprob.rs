@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use burn::module::Param;
 use burn::tensor::{Device, Tensor};
-use vgrpo::model::check::Reference;
+use vgrpo::model::check::{Reference, max_abs, max_abs_diff, max_or_nan};
 use vgrpo::model::logprob::{CompletionBatch, completion_logprobs};
 use vgrpo::model::vision::PatchMerger;
 use vgrpo::model::{Batch, ModelError, QwenVl};
@@ -57,14 +57,14 @@ fn logprobs_match_transformers(arch: &str) {
             let pos = l - k + j - 1; // position predicting the token
             let row = &reference.logits[(b * l + pos) * v..(b * l + pos + 1) * v];
             let expected = log_softmax_row(row)[token as usize];
-            worst = worst.max((ours[b * k + j] as f64 - expected).abs());
+            worst = max_or_nan(worst, (ours[b * k + j] as f64 - expected).abs());
         }
         for j in completion.len()..k {
             assert_eq!(ours[b * k + j], 0.0, "padding is not scored");
         }
     }
     eprintln!("{arch}: max |Δ log p| vs transformers {worst:.3e}");
-    assert!(worst < 1e-4, "{arch}: {worst:.3e}");
+    assert!(worst.is_finite() && worst < 1e-4, "{arch}: {worst:.3e}");
 }
 
 #[test]
@@ -90,7 +90,7 @@ fn cache_decoding_matches_full_forward(arch: &str) {
     model
         .forward_hidden(&prompt, Some(&mut cache), &device)
         .unwrap();
-    let mut worst = 0.0f32;
+    let mut worst = 0.0f64;
     for j in 0..k {
         let tokens: Vec<i64> = completions.iter().map(|c| c[j]).collect();
         let hidden = model
@@ -100,13 +100,11 @@ fn cache_decoding_matches_full_forward(arch: &str) {
         for b in 0..2 {
             let pos = l - k + j;
             let expected = &reference.logits[(b * l + pos) * v..(b * l + pos + 1) * v];
-            for (a, e) in ours[b * v..(b + 1) * v].iter().zip(expected) {
-                worst = worst.max((a - e).abs());
-            }
+            worst = max_or_nan(worst, max_abs_diff(&ours[b * v..(b + 1) * v], expected));
         }
     }
     eprintln!("{arch}: cached decoding max |Δ logit| {worst:.3e}");
-    assert!(worst < 1e-4, "{arch}: {worst:.3e}");
+    assert!(worst.is_finite() && worst < 1e-4, "{arch}: {worst:.3e}");
     // The cache is full now: one more token is an error, not a slide.
     let err = model
         .decode_hidden(&[1, 1], &[true, true], &mut cache, &device)
@@ -122,12 +120,6 @@ fn qwen3_vl_cache_decoding_matches_full_forward() {
 #[test]
 fn qwen2_5_vl_cache_decoding_matches_full_forward() {
     cache_decoding_matches_full_forward("qwen2_5_vl");
-}
-
-/// Largest |a − b| over two equally long slices.
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter().zip(b).fold(0.0, |m, (x, y)| m.max((x - y).abs()))
 }
 
 #[test]
@@ -158,7 +150,7 @@ fn repeated_cache_rows_decode_like_the_original() {
         assert_eq!(row, &three[..one.len()]);
         let d = max_abs_diff(row, &one);
         assert!(
-            d < 1e-5,
+            d.is_finite() && d < 1e-5,
             "repeated row differs from the original by {d:.3e}"
         );
     }
@@ -209,7 +201,10 @@ fn repeating_a_repeated_cache_equals_repeating_once() {
         .try_into_vec_as::<f32>()
         .unwrap();
     let d = max_abs_diff(&nested, &flat);
-    assert!(d < 1e-5, "nested repeat differs by {d:.3e}");
+    assert!(
+        d.is_finite() && d < 1e-5,
+        "nested repeat differs by {d:.3e}"
+    );
     // Rows that saw `a` differ from rows that saw `b`.
     let h = nested.len() / 6;
     assert_ne!(nested[..h], nested[3 * h..4 * h]);
@@ -294,11 +289,11 @@ fn shared_group_video_equals_repeated_video() {
             ("shared video", run(&shared, 1)),
             ("grouped", run(&prompt, group)),
         ] {
-            let worst = a
-                .iter()
-                .zip(&b)
-                .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
-            assert!(worst < 1e-5, "{arch} {how}: {worst:.3e}");
+            let worst = max_abs_diff(&a, &b);
+            assert!(
+                worst.is_finite() && worst < 1e-5,
+                "{arch} {how}: {worst:.3e}"
+            );
         }
     }
 }
@@ -351,13 +346,9 @@ fn grouped_completions_give_the_gradients_of_repeated_prompts() {
     };
     let (a, b) = (grads_of(&repeated, 1), grads_of(&prompt, group));
     for (name, (x, y)) in ["q_proj", "patch_embed"].iter().zip(a.iter().zip(&b)) {
-        let scale = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        let worst = x
-            .iter()
-            .zip(y)
-            .fold(0.0f32, |m, (p, q)| m.max((p - q).abs()));
+        let (scale, worst) = (max_abs(x), max_abs_diff(x, y));
         assert!(
-            scale > 0.0 && worst <= 1e-4 * scale,
+            scale.is_finite() && scale > 0.0 && worst.is_finite() && worst <= 1e-4 * scale,
             "{name}: {worst:.3e} of {scale:.3e}"
         );
     }
@@ -460,7 +451,7 @@ fn gradients_match_finite_differences() {
         let rel = (numeric - norm).abs() / norm;
         eprintln!("{name}: |grad| {norm:.4e}, finite difference {numeric:.4e}, rel {rel:.2e}");
         assert!(
-            norm > 0.0 && rel < 0.05,
+            norm.is_finite() && norm > 0.0 && rel.is_finite() && rel < 0.05,
             "{name}: |grad| {norm} vs {numeric}"
         );
     }

@@ -10,6 +10,7 @@ use super::judge::{JudgeError, JudgeInput, JudgeSettings, Verdict, judge_batch};
 use super::report::{AnswerRecord, EvalReport, Prediction, aggregate};
 use crate::config::Config;
 use crate::data::{Dimension, Manifest, ManifestError, MosScale, Rating, Split};
+use crate::errors::chain;
 use crate::inputs::{Example, InputError, InputSpec, judge_prompt, prepare_video};
 use crate::jsonl::{JsonlError, JsonlWriter};
 use crate::loader::{Preparer, prepare_all};
@@ -36,7 +37,7 @@ pub enum EvalError {
     Input(#[from] InputError),
     #[error(transparent)]
     Judge(#[from] JudgeError),
-    #[error("building the judging prompt: {0}")]
+    #[error("building the judging prompt")]
     Prompt(#[from] ChatError),
     #[error(transparent)]
     Jsonl(#[from] JsonlError),
@@ -46,7 +47,7 @@ pub enum EvalError {
     NoRows { path: PathBuf, split: Split },
     #[error("every one of the {failed} rows failed to load (first: {first})")]
     AllFailed { failed: usize, first: String },
-    #[error("writing {path}: {source}")]
+    #[error("writing {path}")]
     Write {
         path: PathBuf,
         source: std::io::Error,
@@ -192,7 +193,7 @@ pub fn evaluate_until(
             match result {
                 Ok(example) => batch.push(example),
                 Err(e) => {
-                    log::warn!("eval: skipping a row: {e}");
+                    log::warn!("eval: skipping a row: {}", chain(&e));
                     progress.tick();
                     failed.push(e);
                 }
@@ -232,7 +233,7 @@ pub fn evaluate_until(
     if predictions.is_empty() {
         return Err(EvalError::AllFailed {
             failed: failed.len(),
-            first: failed.first().map_or_else(String::new, ToString::to_string),
+            first: failed.first().map_or_else(String::new, |e| chain(e)),
         });
     }
     let (dimensions, overall) = aggregate(&predictions, data.scale, cfg.pairwise());
@@ -276,8 +277,9 @@ pub fn run_eval(
     device: &Device,
     interrupt: &AtomicBool,
 ) -> Result<EvalOutput, EvalError> {
-    let manifest = Manifest::load(&cfg.data.manifest)?;
-    let data = EvalData::split(manifest, cfg.data.mos_scale(), &cfg.eval)?;
+    let scale = cfg.data.mos_scale();
+    let manifest = Manifest::load_in_scale(&cfg.data.manifest, scale)?;
+    let data = EvalData::split(manifest, scale, &cfg.eval)?;
     let loaded = load_model(&cfg.model, cfg.run.seed, device)?;
     let spec = InputSpec::new(&loaded.model.config, &cfg.video);
     log::info!(

@@ -8,7 +8,7 @@
 //! which groups are kept is [`GroupSelection`]'s pure rule.
 
 use super::config::{GrpoConfig, ZeroStd};
-use super::trainer::TrainError;
+use super::error::TrainError;
 use crate::data::{MosScale, Rating};
 use crate::inputs::Example;
 use crate::loader::TrainLoader;
@@ -107,7 +107,7 @@ impl Collector<'_> {
             let t = Instant::now();
             let (batch, failed) = loader.next_batch();
             for e in &failed {
-                log::warn!("skipping a video: {e}");
+                log::warn!("skipping a video: {}", crate::errors::chain(e));
             }
             out.failed_videos += failed.len();
             out.data_seconds += t.elapsed().as_secs_f64();

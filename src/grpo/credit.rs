@@ -7,9 +7,9 @@
 use super::advantage::{Advantages, group_advantages};
 use super::collect::Scored;
 use super::config::{GrpoConfig, KlPlacement, ZeroStd};
+use super::error::TrainError;
 use super::forcing::StepLogProbs;
 use super::kl_reward::{penalise_rewards, sequence_kl};
-use super::trainer::TrainError;
 
 /// A step's credit assignment.
 #[derive(Debug, Clone)]

@@ -8,7 +8,7 @@
 //! of rows (a mini-batch that splits groups) repeats it per row.
 
 use super::collect::Collected;
-use super::trainer::TrainError;
+use super::error::TrainError;
 use crate::model::QwenVl;
 use crate::model::logprob::{CompletionBatch, completion_logprobs};
 use crate::rollout::{GroupPrompt, Tokens, left_padded_batch};

@@ -30,7 +30,7 @@ pub enum KlRewardError {
     LengthMismatch { rewards: usize, kl: usize },
     #[error("kl_coef must be finite and >= 0, got {kl_coef}")]
     BadCoef { kl_coef: f32 },
-    #[error("reading the per-rollout KL back from the device failed: {0}")]
+    #[error("reading the per-rollout KL back from the device failed")]
     Readback(#[from] TensorReadError),
 }
 

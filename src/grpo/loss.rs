@@ -144,7 +144,7 @@ pub enum PolicyLossError {
     MissingReference { kl_coef: f32 },
     #[error("internal: {got} loss metric values read back, {expected} computed")]
     MetricCount { got: usize, expected: usize },
-    #[error("reading a loss metric back from the device failed: {0}")]
+    #[error("reading a loss metric back from the device failed")]
     Readback(#[from] burn::tensor::TensorReadError),
 }
 

@@ -234,7 +234,10 @@ fn load_manifest(config: &Config) -> Result<Manifest, TrainError> {
     if let (Some(path), Some(synth)) = (&g.manifest, &g.synth) {
         ensure_synthetic_set(path, synth, "the GRPO data set")?;
     }
-    Ok(Manifest::load(config.grpo_manifest())?)
+    Ok(Manifest::load_in_scale(
+        config.grpo_manifest(),
+        config.data.mos_scale(),
+    )?)
 }
 
 /// The frozen reference: `grpo.reference`, else the starting actor.

@@ -4,9 +4,9 @@
 
 use super::config::GrpoConfig;
 use super::credit::StepAdvantages;
+use super::error::TrainError;
 use super::forcing::{StepLogProbs, TeacherForcing, bool_mask};
 use super::loss::{PolicyLossConfig, PolicyLossInputs, PolicyLossMetrics, policy_loss};
-use super::trainer::TrainError;
 use crate::logits::{masked_mean, token_entropy, token_log_probs};
 use crate::model::QwenVl;
 use crate::model::logprob::{completion_logits, completion_targets};

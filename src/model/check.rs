@@ -213,12 +213,43 @@ pub struct CheckReport {
 }
 
 impl CheckReport {
+    /// A NaN or infinite error fails: `NaN <= tol` is already false, but an
+    /// infinite reference would make `∞ / ∞` or a finite `Δ / ∞` look small.
     pub fn passed(&self) -> bool {
-        self.rel_error <= self.tolerance
+        self.rel_error.is_finite() && self.rel_error <= self.tolerance
     }
 }
 
-/// Compares logits `[B, L, V]` (row-major, host) on the unpadded positions.
+/// The larger of `a` and `b`, NaN when either is. `f64::max` returns the
+/// other operand for a NaN, so a maximum over logits with a NaN in them
+/// would come out finite, and a model that outputs NaN would pass.
+pub fn max_or_nan(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.max(b)
+    }
+}
+
+/// `max |a_i − b_i|` over two equally long slices (0 when empty): NaN when
+/// a NaN is on either side or both are the same infinity, ∞ when one side
+/// is infinite — never a finite number for values that are not.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len(), "max_abs_diff of slices of unequal length");
+    a.iter()
+        .zip(b)
+        .fold(0.0, |m, (x, y)| max_or_nan(m, f64::from((x - y).abs())))
+}
+
+/// `max |a_i|` (0 when empty), NaN when any value is NaN.
+pub fn max_abs(a: &[f32]) -> f64 {
+    a.iter().fold(0.0, |m, x| max_or_nan(m, f64::from(x.abs())))
+}
+
+/// Compares logits `[B, L, V]` (row-major, host) on the unpadded positions:
+/// `(max |ours − reference|, max |reference|, positions)`, where a NaN or
+/// infinity in either makes the difference NaN or infinite
+/// ([`max_abs_diff`]).
 pub fn compare_logits(
     ours: &[f32],
     reference: &[f32],
@@ -234,10 +265,11 @@ pub fn compare_logits(
         }
         positions += 1;
         let range = p * vocab..(p + 1) * vocab;
-        for (a, r) in ours[range.clone()].iter().zip(&reference[range]) {
-            max_diff = max_diff.max(f64::from((a - r).abs()));
-            max_ref = max_ref.max(f64::from(r.abs()));
-        }
+        max_diff = max_or_nan(
+            max_diff,
+            max_abs_diff(&ours[range.clone()], &reference[range.clone()]),
+        );
+        max_ref = max_or_nan(max_ref, max_abs(&reference[range]));
     }
     (max_diff, max_ref, positions)
 }
@@ -276,21 +308,44 @@ pub fn check_loaded(
     let ours = logits
         .try_into_vec_as::<f32>()
         .map_err(|e| ModelError::Readback(format!("{e:?}")))?;
-    let (max_abs_diff, max_abs_reference, positions) = compare_logits(
+    Ok(CheckReport::new(
         &ours,
         &reference.logits,
         &reference.attention_mask,
         reference.vocab,
-    );
-    Ok(CheckReport {
-        rel_error: max_abs_diff / max_abs_reference.max(f64::MIN_POSITIVE),
-        max_abs_diff,
-        max_abs_reference,
-        positions,
-        vocab: reference.vocab,
-        grids: reference.grids.clone(),
+        reference.grids.clone(),
         tolerance,
-    })
+    ))
+}
+
+impl CheckReport {
+    /// The report on our logits against the reference's (both `[B, L, V]`).
+    fn new(
+        ours: &[f32],
+        reference: &[f32],
+        mask: &[Vec<bool>],
+        vocab: usize,
+        grids: Vec<Grid>,
+        tolerance: f64,
+    ) -> CheckReport {
+        let (max_abs_diff, max_abs_reference, positions) =
+            compare_logits(ours, reference, mask, vocab);
+        CheckReport {
+            rel_error: relative_error(max_abs_diff, max_abs_reference),
+            max_abs_diff,
+            max_abs_reference,
+            positions,
+            vocab,
+            grids,
+            tolerance,
+        }
+    }
+}
+
+/// `Δ / max |reference|`, guarded against an all-zero reference; NaN
+/// stays NaN (`f64::max` would turn a NaN reference into the guard).
+fn relative_error(max_abs_diff: f64, max_abs_reference: f64) -> f64 {
+    max_abs_diff / max_or_nan(max_abs_reference, f64::MIN_POSITIVE)
 }
 
 #[cfg(test)]
@@ -304,5 +359,48 @@ mod tests {
         let reference = [0.0, 0.0, 1.0, 2.0];
         let (diff, max_ref, n) = compare_logits(&ours, &reference, &mask, 2);
         assert_eq!((diff, max_ref, n), (0.5, 2.0, 1));
+    }
+
+    fn report(ours: &[f32], reference: &[f32]) -> CheckReport {
+        let mask = vec![vec![true, true]];
+        CheckReport::new(ours, reference, &mask, 2, Vec::new(), 1e-4)
+    }
+
+    #[test]
+    fn nan_or_infinite_logits_fail_the_check() {
+        let reference = [1.0, -2.0, 0.5, 3.0];
+        assert!(report(&reference, &reference).passed());
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            // Ours non-finite at the last logit (after finite ones, where
+            // `f64::max` would have kept the earlier maximum) or the first.
+            for at in [3, 0] {
+                let mut ours = reference;
+                ours[at] = bad;
+                let r = report(&ours, &reference);
+                assert!(!r.rel_error.is_finite(), "{bad} at {at}: {r:?}");
+                assert!(!r.passed(), "{bad} at {at}: {r:?}");
+                // Or in the reference, or in both.
+                let r = report(&reference, &ours);
+                assert!(!r.passed(), "reference {bad} at {at}: {r:?}");
+                let r = report(&ours, &ours);
+                assert!(!r.passed(), "both {bad} at {at}: {r:?}");
+            }
+        }
+        // Every logit NaN: no finite maximum to fall back on either.
+        let r = report(&[f32::NAN; 4], &reference);
+        assert!(r.max_abs_diff.is_nan() && !r.passed(), "{r:?}");
+    }
+
+    #[test]
+    fn maxima_keep_nan() {
+        assert!(max_or_nan(1.0, f64::NAN).is_nan());
+        assert!(max_or_nan(f64::NAN, 1.0).is_nan());
+        assert_eq!(max_or_nan(1.0, 2.0), 2.0);
+        assert!(max_abs(&[1.0, f32::NAN, 2.0]).is_nan());
+        assert_eq!(max_abs(&[1.0, -3.0]), 3.0);
+        assert_eq!(max_abs_diff(&[1.0, 2.0], &[1.5, 2.0]), 0.5);
+        assert!(max_abs_diff(&[1.0, f32::NAN], &[1.0, 2.0]).is_nan());
+        assert_eq!(max_abs_diff(&[f32::INFINITY], &[1.0]), f64::INFINITY);
+        assert!(max_abs_diff(&[f32::INFINITY], &[f32::INFINITY]).is_nan());
     }
 }

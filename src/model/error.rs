@@ -5,13 +5,13 @@ use std::path::PathBuf;
 /// Everything that can go wrong while building, loading or running a Qwen-VL model.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("invalid config {path}: {source}")]
+    #[error("invalid config {path}")]
     ConfigJson {
         path: PathBuf,
         #[source]

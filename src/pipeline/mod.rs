@@ -41,7 +41,7 @@ pub enum PipelineError {
     Stage {
         stage: &'static str,
         #[source]
-        source: StageError,
+        source: Box<StageError>,
     },
     #[error("{}: its config.toml cannot be read", dir.display())]
     StageConfig {
@@ -95,7 +95,10 @@ fn stage_err<E: Into<StageError>>(stage: &'static str) -> impl Fn(E) -> Pipeline
         StageError::Eval(crate::eval::EvalError::Interrupted { .. }) => {
             PipelineError::Interrupted { stage }
         }
-        source => PipelineError::Stage { stage, source },
+        source => PipelineError::Stage {
+            stage,
+            source: Box::new(source),
+        },
     }
 }
 

@@ -70,7 +70,7 @@ pub enum PretrainError {
         path.display()
     )]
     SameManifest { path: PathBuf },
-    #[error("writing the pre-training set: {0}")]
+    #[error("writing the pre-training set")]
     Synth(#[from] SynthError),
     #[error(transparent)]
     Manifest(#[from] ManifestError),
@@ -91,7 +91,7 @@ pub enum PretrainError {
         path.display()
     )]
     NoData { path: PathBuf, skipped: usize },
-    #[error("cannot {action} {}: {source}", path.display())]
+    #[error("cannot {action} {}", path.display())]
     Io {
         action: &'static str,
         path: PathBuf,
@@ -229,7 +229,8 @@ fn prepare_clips(
         match prepared {
             Ok(video) => ready.push((video, clip)),
             Err(e) => {
-                log::warn!("pretrain: skipping {}: {e}", clip.video.display());
+                let reason = crate::errors::chain(&e);
+                log::warn!("pretrain: skipping {}: {reason}", clip.video.display());
                 skipped += 1;
             }
         }
@@ -384,7 +385,7 @@ fn load_inputs(
         });
     }
     ensure_synthetic_set(&pre.manifest, &pre.synth, "the pre-training set")?;
-    let manifest = Manifest::load(&pre.manifest)?;
+    let manifest = Manifest::load_in_scale(&pre.manifest, cfg.data.mos_scale())?;
     let loaded = load_model(&cfg.model, cfg.run.seed, train_device)?;
     let spec = InputSpec::new(&loaded.model.config, &cfg.video);
     let targets = clip_targets(&manifest, cfg.data.mos_scale());

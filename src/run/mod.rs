@@ -146,10 +146,10 @@ impl Run {
         let dir = config.run.dir();
         let checkpoints = CheckpointDir::new(dir.join("checkpoints"), spec.keep_last);
         let resume_from = checkpoints.resolve(resume)?;
-        if *resume == Resume::No {
-            if let Some(found) = existing_run(&dir, &checkpoints)? {
-                return Err(RunError::Exists { dir, found });
-            }
+        if *resume == Resume::No
+            && let Some(found) = existing_run(&dir, &checkpoints)?
+        {
+            return Err(RunError::Exists { dir, found });
         }
         if let Some(checkpoint) = &resume_from {
             check_resumed_config(checkpoint, config, spec.ignored_sections)?;

@@ -71,7 +71,7 @@ pub enum SftDataError {
     NoAnswer { line: usize, id: String },
     #[error(transparent)]
     Input(#[from] InputError),
-    #[error("tokenising the answer of {id}: {source}")]
+    #[error("tokenising the answer of {id}")]
     Encode { id: String, source: ChatError },
 }
 

@@ -157,13 +157,13 @@ pub fn load_sft_data(cfg: &Config) -> Result<SftData, SftError> {
     let (manifest, items, skipped) = match (&cfg.sft.mode, &cfg.sft.cooloff) {
         // The rollouts join back to the rows GRPO drew them from.
         (SftMode::CoolOff, Some(path)) => {
-            let manifest = Manifest::load(cfg.grpo_manifest())?;
+            let manifest = Manifest::load_in_scale(cfg.grpo_manifest(), scale)?;
             let rows: Vec<CoolOffRow> = read_rows(path)?;
             let items = data::cooloff_items(&manifest, &rows, scale)?;
             (manifest, items, 0)
         }
         _ => {
-            let manifest = Manifest::load(&cfg.data.manifest)?;
+            let manifest = Manifest::load_in_scale(&cfg.data.manifest, scale)?;
             let (items, skipped) = data::cold_start_items(&manifest, scale);
             (manifest, items, skipped)
         }
@@ -454,7 +454,10 @@ fn next_samples(
         match pool.next() {
             Some(Ok(Ok(sample))) => samples.push(sample),
             Some(Ok(Err(e))) => {
-                log::warn!("sft: leaving out item {index}: {e}");
+                log::warn!(
+                    "sft: leaving out item {index}: {}",
+                    crate::errors::chain(&e)
+                );
                 sums.failed += 1;
             }
             Some(Err(panic)) => {

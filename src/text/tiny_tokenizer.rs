@@ -104,14 +104,14 @@ const EXAMPLE_VIDEO: [VideoGroup; 4] = [
 
 #[derive(Debug, Error)]
 pub enum TinyTokenizerError {
-    #[error("rendering the tiny tokenizer's corpus failed: {0}")]
+    #[error("rendering the tiny tokenizer's corpus failed")]
     Corpus(#[from] ChatError),
     #[error("building the tiny tokenizer failed at {stage}: {message}")]
     Build {
         stage: &'static str,
         message: String,
     },
-    #[error("the trained tiny tokenizer is unusable: {0}")]
+    #[error("the trained tiny tokenizer is unusable")]
     Unusable(#[from] TokenizerError),
     #[error(
         "the trained tiny tokenizer splits the rating word {word:?} into {count} tokens; \

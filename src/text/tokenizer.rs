@@ -21,7 +21,7 @@ const ASSISTANT_TURN_OPEN: &str = "<|im_start|>assistant\n";
 
 #[derive(Debug, Error)]
 pub enum TokenizerError {
-    #[error("cannot read tokenizer file {path}: {source}")]
+    #[error("cannot read tokenizer file {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,

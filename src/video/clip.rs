@@ -21,12 +21,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::config::{VideoConfig, VideoConfigError};
+use super::config::VideoConfig;
 use super::decode::VideoSource;
 use super::error::{VideoError, VideoFailure};
 use super::frame::{FrameKind, SelectedFrame};
 use super::sample::sample_indices;
-use super::sheet::{SheetError, write_sheet};
 use super::slowfast::{Decision, SizePlan, THUMB_SIDE, plan_sizes, select_frames};
 
 /// Facts about the source file.
@@ -218,30 +217,4 @@ impl fmt::Display for FramesReport {
             self.token_budget
         )
     }
-}
-
-/// Why `vgrpo frames` failed.
-#[derive(Debug, thiserror::Error)]
-pub enum FramesError {
-    #[error(transparent)]
-    Config(#[from] VideoConfigError),
-    #[error(transparent)]
-    Video(#[from] VideoError),
-    #[error(transparent)]
-    Sheet(#[from] SheetError),
-}
-
-/// `vgrpo frames VIDEO [--sheet out.png]`: loads the clip as the model will
-/// see it, optionally writes the contact sheet, and returns the report.
-pub fn inspect_video(
-    path: &Path,
-    config: &VideoConfig,
-    sheet: Option<&Path>,
-) -> Result<FramesReport, FramesError> {
-    config.validate()?;
-    let clip = load_clip(path, config)?;
-    if let Some(sheet) = sheet {
-        write_sheet(&clip, sheet)?;
-    }
-    Ok(FramesReport::new(&clip, config))
 }

@@ -17,6 +17,7 @@ pub mod encode;
 pub mod error;
 pub mod frame;
 mod init;
+pub mod inspect;
 pub mod pool;
 pub mod probe;
 pub mod resize;
@@ -24,7 +25,7 @@ pub mod sample;
 pub mod sheet;
 pub mod slowfast;
 
-pub use clip::{Clip, FrameRow, FramesError, FramesReport, SourceInfo, inspect_video, load_clip};
+pub use clip::{Clip, FrameRow, FramesReport, SourceInfo, load_clip};
 pub use config::{VideoConfig, VideoConfigError};
 pub use convert::Pictures;
 pub use decode::VideoSource;
@@ -35,6 +36,7 @@ pub use encode::{
 pub use error::{VideoError, VideoFailure};
 pub use frame::{Frame, FrameKind, SelectedFrame};
 pub use init::ensure_ffmpeg;
+pub use inspect::{FramesError, inspect_video};
 pub use pool::{JobPanicked, OrderedPool, load_clips};
 pub use probe::DecodeLimits;
 pub use resize::{ResizeError, resize};

@@ -40,13 +40,13 @@ struct Stamp {
 pub enum SynthError {
     #[error(transparent)]
     Config(#[from] InvalidSynthConfig),
-    #[error("cannot {action} {}: {source}", path.display())]
+    #[error("cannot {action} {}", path.display())]
     Io {
         action: &'static str,
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{} is not a synthetic data set ({STAMP} is unreadable: {source}); delete it or choose another output directory", path.display())]
+    #[error("{} is not a synthetic data set ({STAMP} is unreadable); delete it or choose another output directory", path.display())]
     BadStamp {
         path: PathBuf,
         source: serde_json::Error,
@@ -170,7 +170,10 @@ fn check_existing(out_dir: &Path, stamp: &Stamp, plans: &[VideoPlan]) -> Result<
 
 /// "videos 60 → 120, seed 1 → 2".
 fn differences(old: &Stamp, new: &Stamp) -> String {
-    let as_map = |s: &Stamp| match serde_json::to_value(s) {
+    // Through the JSON text rather than `to_value`: `to_value` widens an f32
+    // to f64 and prints `test_fraction` 0.2 as 0.20000000298023224; the text
+    // holds the f32's shortest form, which reads back as the number written.
+    let as_map = |s: &Stamp| match serde_json::to_string(s).and_then(|t| serde_json::from_str(&t)) {
         Ok(serde_json::Value::Object(mut m)) => {
             let config = m.remove("config");
             if let Some(serde_json::Value::Object(c)) = config {
@@ -198,4 +201,28 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), SynthError> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, bytes).map_err(io_error("write", &tmp))?;
     std::fs::rename(&tmp, path).map_err(io_error("rename into place", &tmp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn differences_print_numbers_as_written() {
+        let stamp = |config| Stamp {
+            generator_version: GENERATOR_VERSION,
+            config,
+        };
+        let old = stamp(SynthConfig::default());
+        let new = stamp(SynthConfig {
+            videos: 60,
+            test_fraction: 0.3,
+            rater_noise: 0.1,
+            ..SynthConfig::default()
+        });
+        assert_eq!(
+            differences(&old, &new),
+            "rater_noise 0.25 → 0.1, test_fraction 0.2 → 0.3, videos 120 → 60"
+        );
+    }
 }
