@@ -407,6 +407,20 @@ mod tests {
     }
 
     #[test]
+    fn the_cool_off_joins_to_its_own_manifest_and_the_cold_start_refuses_one() {
+        let c = parse(
+            "[sft]\nmode = \"cool-off\"\ncooloff = \"r/c.jsonl\"\nmanifest = \"g/m.jsonl\"\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.sft.manifest.as_deref(), Some(Path::new("g/m.jsonl")));
+        let e = parse("[sft]\nmanifest = \"g/m.jsonl\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("c.toml:2:1: `sft.manifest`"), "{e}");
+    }
+
+    #[test]
     fn loss_rules_name_their_own_key() {
         let e = parse("[grpo]\nclip_low = 1.5\n", &[])
             .unwrap_err()

@@ -24,13 +24,15 @@
 //! never leaves duplicated or lost rows.
 //!
 //! This module is the contract between GRPO and the cool-off stage: where
-//! the file is ([`path`]), which rollouts qualify ([`qualifies`]), and the
-//! row format ([`CoolOffRow::of_rollout`]).
+//! the file is ([`path`]), which rollouts qualify ([`qualifies`]), the row
+//! format ([`CoolOffRow::of_rollout`]), and how a row joins back to the
+//! manifest it was drawn from ([`join`]).
 
-use crate::data::{Dimension, ManifestRow, Rating};
+use crate::data::{Dimension, Manifest, ManifestRow, Rating, same_file};
 use crate::text::prompt::user_prompt;
 use crate::text::{Answer, AnswerOrder};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// The cool-off data of GRPO run `run`: `<rollouts_dir>/<run>/cooloff.jsonl`.
@@ -186,6 +188,110 @@ impl CoolOffRow {
             .find(|m| m.role == "assistant")
             .map(|m| m.content.as_str())
     }
+}
+
+/// A cool-off row joined to its manifest row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Joined {
+    /// Index of the manifest row (video, generation prompt, dimension).
+    pub row: usize,
+    /// The rating-first answer.
+    pub answer: String,
+    pub label: Rating,
+    /// The manifest row's MOS.
+    pub mos: f32,
+}
+
+/// Why a cool-off row does not join its manifest.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    #[error(
+        "cool-off row {line} ({id:?}) names no manifest row; was the manifest changed since \
+         the GRPO run?"
+    )]
+    UnknownId { line: usize, id: String },
+    #[error(
+        "cool-off row {line} ({id:?}) is a rollout of {}, but {id:?} in {} is {}: the cool-off \
+         must read the manifest the GRPO run drew from (its grpo.manifest, else data.manifest; \
+         set sft.manifest to it)",
+        rollout.display(), manifest.display(), row.display()
+    )]
+    OtherVideo {
+        line: usize,
+        id: String,
+        rollout: PathBuf,
+        manifest: PathBuf,
+        row: PathBuf,
+    },
+    #[error(
+        "cool-off row {line} ({id:?}) was harvested at MOS {rollout}, but {id:?} in {} has MOS \
+         {manifest_mos}: the manifest changed since the GRPO run; rerun GRPO on this manifest",
+        manifest.display()
+    )]
+    OtherMos {
+        line: usize,
+        id: String,
+        rollout: f32,
+        manifest: PathBuf,
+        manifest_mos: f32,
+    },
+    #[error("cool-off row {line} ({id:?}) has no assistant message")]
+    NoAnswer { line: usize, id: String },
+}
+
+/// Joins every cool-off row to the manifest row it judged: by id, checked
+/// by video (ids repeat across synthetic sets, which all number from
+/// v0000) and by MOS (a row harvested at another MOS means the manifest
+/// was edited since; files written before rows recorded their MOS join by
+/// id and video alone).
+pub fn join(manifest: &Manifest, rows: &[CoolOffRow]) -> Result<Vec<Joined>, JoinError> {
+    let by_id: HashMap<&str, usize> = manifest
+        .rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.id.as_str(), i))
+        .collect();
+    rows.iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let (line, id) = (i + 1, c.id.clone());
+            let row = *by_id
+                .get(c.id.as_str())
+                .ok_or_else(|| JoinError::UnknownId {
+                    line,
+                    id: id.clone(),
+                })?;
+            let video = manifest.video_path(&manifest.rows[row]);
+            if !same_file(&video, &c.video) {
+                return Err(JoinError::OtherVideo {
+                    line,
+                    id,
+                    rollout: c.video.clone(),
+                    manifest: manifest.path.clone(),
+                    row: video,
+                });
+            }
+            let mos = manifest.rows[row].mos;
+            // A MOS stored with two decimals survives the f32 round trip
+            // through JSON well within this.
+            if let Some(harvested) = c.mos.filter(|m| (m - mos).abs() > 1e-4) {
+                return Err(JoinError::OtherMos {
+                    line,
+                    id,
+                    rollout: harvested,
+                    manifest: manifest.path.clone(),
+                    manifest_mos: mos,
+                });
+            }
+            let answer = c.answer().ok_or(JoinError::NoAnswer { line, id })?;
+            Ok(Joined {
+                row,
+                answer: answer.to_string(),
+                label: c.label,
+                mos,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -268,6 +268,7 @@ pub fn run_pipeline(
         cool.model.tokenizer = None;
         cool.sft.mode = SftMode::CoolOff;
         cool.sft.cooloff = Some(cooloff_data);
+        cool.sft.manifest = config.grpo.manifest.clone();
         cool.sft.epochs = p.cooloff_epochs;
         let t = Instant::now();
         if !finished(&cool, Stage::CoolOff, trained)? {

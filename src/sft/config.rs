@@ -32,6 +32,10 @@ pub struct SftConfig {
     pub mode: SftMode,
     /// `rollouts/<run>/cooloff.jsonl` (cool-off only).
     pub cooloff: Option<PathBuf>,
+    /// Cool-off: the manifest the GRPO run drew its prompts from (its
+    /// `grpo.manifest`), which the rows join back to; unset =
+    /// `data.manifest`.
+    pub manifest: Option<PathBuf>,
     /// Passes over the data (paper: 3).
     pub epochs: u64,
     /// Examples per micro-batch (paper: 8 per update).
@@ -59,6 +63,7 @@ impl Default for SftConfig {
         SftConfig {
             mode: SftMode::ColdStart,
             cooloff: None,
+            manifest: None,
             epochs: 3,
             batch: 8,
             grad_accum: 1,
@@ -97,6 +102,15 @@ impl Validate for SftConfig {
             self.mode != SftMode::ColdStart || self.cooloff.is_none(),
             &format!("{p}.cooloff"),
             || "cooloff has no effect with mode = \"cold-start\"; remove it".into(),
+        );
+        rules.check(
+            self.mode != SftMode::ColdStart || self.manifest.is_none(),
+            &format!("{p}.manifest"),
+            || {
+                "manifest names the set cool-off rows join to; the cold start reads \
+                 data.manifest: remove it"
+                    .into()
+            },
         );
         rules.check(
             self.epochs >= 1 || self.max_steps >= 1,

@@ -5,24 +5,21 @@
 //!   `<think>{rationale}</think>{Rating}` with Rating = `MosScale::rating(mos)`.
 //!   Rows without a rationale are skipped and counted.
 //! - Cool-off: the rows of `rollouts/<run>/cooloff.jsonl` (already
-//!   `{Rating}<think>…</think>`), joined by `id` (and checked by video) to
-//!   the manifest GRPO drew them from, for the video, the generation prompt
-//!   and the MOS the score regresses to (a row that recorded another MOS is
-//!   refused: the manifest changed since the GRPO run).
+//!   `{Rating}<think>…</think>`), joined to the manifest GRPO drew them
+//!   from (`sft.manifest`) by [`crate::cooloff::join`], for the video, the
+//!   generation prompt and the MOS the score regresses to.
 //!
 //! Either way the prompt asks for the layout the answer uses (see
 //! `text::prompt`), and the MSE target is the normalised MOS.
 
 use crate::cooloff::CoolOffRow;
-use crate::data::{Manifest, MosScale, Rating, Split, same_file};
+use crate::data::{Manifest, MosScale, Rating, Split};
 use crate::inputs::{HostVideo, InputError, InputSpec, prepare_example};
 use crate::model::position::{TOKEN_TEXT, TOKEN_VIDEO};
 use crate::model::{Batch, VideoInput};
 use crate::text::chat::{PromptTokens, encode_sft};
 use crate::text::{Answer, AnswerOrder, ChatError, Tokenizer};
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
-use std::collections::HashMap;
-use std::path::PathBuf;
 
 /// One trained answer.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,37 +35,8 @@ pub struct SftItem {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SftDataError {
-    #[error(
-        "cool-off row {line} ({id:?}) names no manifest row; was the manifest changed since \
-         the GRPO run?"
-    )]
-    UnknownId { line: usize, id: String },
-    #[error(
-        "cool-off row {line} ({id:?}) is a rollout of {}, but {id:?} in {} is {}: the cool-off \
-         must read the manifest the GRPO run drew from (grpo.manifest, else data.manifest)",
-        rollout.display(), manifest.display(), row.display()
-    )]
-    OtherVideo {
-        line: usize,
-        id: String,
-        rollout: PathBuf,
-        manifest: PathBuf,
-        row: PathBuf,
-    },
-    #[error(
-        "cool-off row {line} ({id:?}) was harvested at MOS {rollout}, but {id:?} in {} has MOS \
-         {manifest_mos}: the manifest changed since the GRPO run; rerun GRPO on this manifest",
-        manifest.display()
-    )]
-    OtherMos {
-        line: usize,
-        id: String,
-        rollout: f32,
-        manifest: PathBuf,
-        manifest_mos: f32,
-    },
-    #[error("cool-off row {line} ({id:?}) has no assistant message")]
-    NoAnswer { line: usize, id: String },
+    #[error(transparent)]
+    Join(#[from] crate::cooloff::JoinError),
     #[error(transparent)]
     Input(#[from] InputError),
     #[error("tokenising the answer of {id}")]
@@ -103,63 +71,22 @@ pub fn cold_start_items(manifest: &Manifest, scale: MosScale) -> (Vec<SftItem>, 
     (items, skipped)
 }
 
-/// Cool-off items: every cool-off row joined to its manifest row.
+/// Cool-off items: every cool-off row joined to its manifest row
+/// ([`crate::cooloff::join`]).
 pub fn cooloff_items(
     manifest: &Manifest,
     rows: &[CoolOffRow],
     scale: MosScale,
 ) -> Result<Vec<SftItem>, SftDataError> {
-    let by_id: HashMap<&str, usize> = manifest
-        .rows
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (r.id.as_str(), i))
-        .collect();
-    rows.iter()
-        .enumerate()
-        .map(|(line, c)| {
-            let row = *by_id
-                .get(c.id.as_str())
-                .ok_or_else(|| SftDataError::UnknownId {
-                    line: line + 1,
-                    id: c.id.clone(),
-                })?;
-            // Ids repeat across data sets (every synthetic set numbers its
-            // videos from v0000): the video must match too.
-            let video = manifest.video_path(&manifest.rows[row]);
-            if !same_file(&video, &c.video) {
-                return Err(SftDataError::OtherVideo {
-                    line: line + 1,
-                    id: c.id.clone(),
-                    rollout: c.video.clone(),
-                    manifest: manifest.path.clone(),
-                    row: video,
-                });
-            }
-            let mos = manifest.rows[row].mos;
-            // A MOS stored with two decimals survives the f32 round trip
-            // through JSON well within this.
-            if let Some(harvested) = c.mos.filter(|m| (m - mos).abs() > 1e-4) {
-                return Err(SftDataError::OtherMos {
-                    line: line + 1,
-                    id: c.id.clone(),
-                    rollout: harvested,
-                    manifest: manifest.path.clone(),
-                    manifest_mos: mos,
-                });
-            }
-            let answer = c.answer().ok_or_else(|| SftDataError::NoAnswer {
-                line: line + 1,
-                id: c.id.clone(),
-            })?;
-            Ok(SftItem {
-                row,
-                answer: answer.to_string(),
-                rating: c.label,
-                target: scale.normalise(mos).clamp(0.0, 1.0),
-            })
+    Ok(crate::cooloff::join(manifest, rows)?
+        .into_iter()
+        .map(|j| SftItem {
+            row: j.row,
+            answer: j.answer,
+            rating: j.label,
+            target: scale.normalise(j.mos).clamp(0.0, 1.0),
         })
-        .collect()
+        .collect())
 }
 
 /// One tokenised example with its video, on the host.

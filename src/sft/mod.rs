@@ -157,7 +157,8 @@ pub fn load_sft_data(cfg: &Config) -> Result<SftData, SftError> {
     let (manifest, items, skipped) = match (&cfg.sft.mode, &cfg.sft.cooloff) {
         // The rollouts join back to the rows GRPO drew them from.
         (SftMode::CoolOff, Some(path)) => {
-            let manifest = Manifest::load_in_scale(cfg.grpo_manifest(), scale)?;
+            let drawn_from = cfg.sft.manifest.as_deref().unwrap_or(&cfg.data.manifest);
+            let manifest = Manifest::load_in_scale(drawn_from, scale)?;
             let rows: Vec<CoolOffRow> = read_rows(path)?;
             let items = data::cooloff_items(&manifest, &rows, scale)?;
             (manifest, items, 0)
