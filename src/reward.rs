@@ -1,4 +1,4 @@
-//! The GRPO reward of one rollout: R = R_acc + λ·R_fmt (DESIGN.md).
+//! The GRPO reward of one rollout: R = R_acc + λ·R_fmt (docs/design.md, "Reward").
 //!
 //! - R_fmt = 1 iff the completion is a well-formed answer in the expected
 //!   layout ([`parse_answer`]): a non-empty `<think>…</think>` rationale and

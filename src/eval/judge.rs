@@ -2,7 +2,7 @@
 //! rating position, and (optionally) the greedy answer it belongs to.
 //!
 //! Where the rating position is depends on the answer layout the model was
-//! trained for (DESIGN.md, "The prompt and the answer"):
+//! trained for (docs/design.md, "The prompt and the answer"):
 //! - **think-first** (cold start, GRPO): the model first writes its
 //!   rationale. It is generated greedily (the rollout engine with one sample
 //!   per prompt, temperature 0), then prompt + completion up to and including

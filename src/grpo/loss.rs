@@ -38,7 +38,7 @@ const LOG_RATIO_CLAMP: f32 = 20.0;
 /// - k2 = ½δ² (verl `mse`);
 /// - k3 = e^δ − δ − 1 (unbiased, ≥ 0, low variance; verl `low_var_kl`, TRL's
 ///   and DeepSeekMath's choice). Unlike verl we do not clamp k3 to ±10,
-///   matching TRL and DESIGN.md.
+///   matching TRL and docs/design.md ("Policy loss").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum KlEstimator {

@@ -6,7 +6,7 @@
 //! random weights, and through the language model (a rating token read
 //! through four decoder layers attending over ~250 tokens, most of them
 //! prompt) it does not learn to perceive in CPU minutes: SFT teaches it the
-//! answer format and the rationale text, not the judgement (README, "Why the
+//! answer format and the rationale text, not the judgement (docs/experiments.md, "Why the
 //! tiny model is pre-trained"). Here the tower gets a short, dense path to a
 //! perception target instead: the merger's tokens of a clip are mean-pooled
 //! and a linear head regresses the clip's visual and dynamic quality.

@@ -1,6 +1,6 @@
 //! Parsing a judge's completion into its rationale and its rating.
 //!
-//! Two answer layouts exist (DESIGN.md, "The prompt and the answer"):
+//! Two answer layouts exist (docs/design.md, "The prompt and the answer"):
 //! - think-first, `<think>…</think>Good`: the GRPO rollouts and the SFT cold
 //!   start;
 //! - rating-first, `Good<think>…</think>`: the SFT cool-off data, so the
