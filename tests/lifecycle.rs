@@ -109,8 +109,8 @@ fn command(trainer: Trainer, config: &Path, resume: bool) -> Command {
     cmd
 }
 
-fn output(mut cmd: Command) -> Output {
-    let out = cmd.output().unwrap();
+/// Prints what a finished process wrote (shown when a test fails).
+fn echoed(out: Output) -> Output {
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     eprintln!(
         "stdout:\n{}\nstderr:\n{}",
@@ -118,6 +118,10 @@ fn output(mut cmd: Command) -> Output {
         text(&out.stderr)
     );
     out
+}
+
+fn output(mut cmd: Command) -> Output {
+    echoed(cmd.output().unwrap())
 }
 
 fn succeeds(cmd: Command) {
@@ -233,14 +237,7 @@ fn interrupt_when(mut child: Child, ready: impl Fn() -> bool) -> Output {
         .status()
         .unwrap();
     assert!(sent.success());
-    let out = child.wait_with_output().unwrap();
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    eprintln!(
-        "stdout:\n{}\nstderr:\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    out
+    echoed(child.wait_with_output().unwrap())
 }
 
 fn spawn(mut cmd: Command) -> Child {

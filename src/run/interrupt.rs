@@ -18,7 +18,7 @@ impl Interrupt {
         Interrupt::default()
     }
 
-    /// A flag set by Ctrl-C (SIGINT, and SIGTERM where the platform allows).
+    /// A flag set by Ctrl-C (SIGINT).
     /// Installs the process-wide handler; call it once.
     pub fn ctrl_c() -> Result<Self, ctrlc::Error> {
         let flag = Interrupt::default();
