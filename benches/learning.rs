@@ -32,7 +32,6 @@
 //! pipeline's wall time. Exits non-zero when a claim fails.
 
 use anyhow::{Context, Result, bail};
-use burn::tensor::Device;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -100,7 +99,7 @@ fn main() -> Result<()> {
     if seeds.len() < 2 {
         bail!("--seeds needs at least two seeds to measure seed noise");
     }
-    let device = Device::default();
+    let device = vgrpo::device::test_device();
     let interrupt = AtomicBool::new(false);
     let base = config::load(&config_path, &[])?;
 

@@ -33,7 +33,6 @@
 //! --reps 5`, or `--only engine|naive|hf|update` to run one side, e.g.
 //! under a profiler).
 
-use burn::tensor::Device;
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
@@ -78,7 +77,7 @@ fn main() {
     let only = arg("--only");
     let runs = |side: &str| only.as_deref().is_none_or(|o| o == side);
     let group = 8;
-    let device = Device::default();
+    let device = vgrpo::device::test_device();
     let model = tiny_model(0, &device).expect("tiny model");
     let tokenizer = Tokenizer::tiny().expect("tiny tokenizer");
     let video_cfg = vgrpo::video::VideoConfig::default();
@@ -278,7 +277,7 @@ fn update_speed(
     max_tokens: usize,
     reps: usize,
 ) {
-    let device = Device::default().autodiff();
+    let device = vgrpo::device::test_device().autodiff();
     let model = tiny_model(0, &device).expect("tiny model");
     let prompts: Vec<GroupPrompt> = (0..prompts_n as u64)
         .map(|g| GroupPrompt {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use burn::module::Module;
 use burn::optim::GradientsParams;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor, TensorData};
 use vgrpo::default_model::tiny_model;
 use vgrpo::logits::token_log_probs;
 use vgrpo::model::Batch;
@@ -26,7 +26,7 @@ fn median(mut times: Vec<Duration>) -> Duration {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let device = Device::flex().autodiff();
+    let device = vgrpo::device::test_device().autodiff();
     let mut model = tiny_model(0, &device)?;
     let mut optimizer = Optimizer::new(&OptimConfig {
         lr: 1e-4,
@@ -59,7 +59,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             update.push(end - mid);
         }
     }
-    let inference = Device::flex();
+    let inference = vgrpo::device::test_device();
     let frozen = model.valid();
     let mut fwd = Vec::new();
     for i in 0..REPEATS + 1 {

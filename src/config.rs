@@ -22,6 +22,7 @@ pub use load::{ConfigError, KeyError, Origin};
 pub use rules::{Rules, Validate, Violation};
 
 use crate::data::MosScale;
+use crate::device::DeviceSpec;
 use crate::eval::config::EvalConfig;
 use crate::grpo::config::GrpoConfig;
 use crate::model_source::ModelConfig;
@@ -72,6 +73,9 @@ pub struct RunConfig {
     /// Every trainer stops after this many non-finite updates in a row
     /// (each is skipped, the weights untouched).
     pub max_nonfinite: u32,
+    /// The backend and device every stage runs on (`cpu`, `tch-cpu`,
+    /// `tch-cuda:N`, `cuda:N`; [`crate::device`]).
+    pub device: DeviceSpec,
 }
 
 impl Default for RunConfig {
@@ -81,6 +85,7 @@ impl Default for RunConfig {
             seed: 0,
             out_dir: "runs".into(),
             max_nonfinite: 3,
+            device: DeviceSpec::Cpu,
         }
     }
 }
@@ -418,6 +423,19 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("c.toml:2:1: `sft.manifest`"), "{e}");
+    }
+
+    #[test]
+    fn the_device_is_named_and_checked() {
+        let c = parse("[run]\ndevice = \"tch-cuda:1\"\n", &[]).unwrap();
+        assert_eq!(c.run.device, DeviceSpec::TchCuda(1));
+        let e = parse("[run]\ndevice = \"gpu\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("c.toml:2:1: `run.device`: unknown device"),
+            "{e}"
+        );
     }
 
     #[test]

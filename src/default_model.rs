@@ -163,7 +163,7 @@ mod tests {
 
     #[test]
     fn init_is_seeded_hf_style_and_keeps_norms_at_one() {
-        let device = Device::flex();
+        let device = crate::device::test_device();
         let a = values(&tiny_model(7, &device).unwrap());
         let b = values(&tiny_model(7, &device).unwrap());
         let c = values(&tiny_model(8, &device).unwrap());
@@ -194,7 +194,7 @@ mod tests {
 
     #[test]
     fn forward_on_a_short_text_batch_gives_near_uniform_logits() {
-        let device = Device::flex();
+        let device = crate::device::test_device();
         let model = tiny_model(0, &device).unwrap();
         let tok = Tokenizer::tiny().unwrap();
         let ids: Vec<i64> = tok
@@ -220,7 +220,7 @@ mod tests {
         use crate::model::position::{TOKEN_TEXT, TOKEN_VIDEO};
         use crate::model::{Grid, VideoInput};
         use burn::optim::GradientsParams;
-        let device = Device::flex().autodiff();
+        let device = crate::device::test_device().autodiff();
         let model = tiny_model(5, &device).unwrap();
         let c = &model.config;
         // One temporal group (2 frames) of 4 × 6 patches of a 64 × 96 clip:

@@ -7,6 +7,7 @@
 // Plumbing every stage uses.
 pub mod checkpoint;
 pub mod config;
+pub mod device;
 pub mod errors;
 pub mod jsonl;
 pub mod logging;

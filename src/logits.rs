@@ -65,7 +65,7 @@ mod tests {
     use burn::tensor::{Device, TensorData};
 
     fn device() -> Device {
-        Device::flex()
+        crate::device::test_device()
     }
 
     fn values(t: Tensor<2>) -> Vec<f32> {

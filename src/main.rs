@@ -4,7 +4,6 @@
 //! by Ctrl-C (a trainer then wrote a checkpoint and printed how to resume).
 
 use anyhow::{Context, bail};
-use burn::tensor::Device;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,6 +11,7 @@ use vgrpo::checkpoint::Resume;
 use vgrpo::config::{self, ConfigError};
 use vgrpo::data::Dimension;
 use vgrpo::data::synth::{self, SynthConfig};
+use vgrpo::device::DeviceSpec;
 use vgrpo::eval::EvalError;
 use vgrpo::pipeline::PipelineError;
 use vgrpo::run::{INTERRUPTED_EXIT, Interrupt};
@@ -40,11 +40,19 @@ struct ConfigArgs {
     /// Override any key: `--set grpo.group_size=8` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     sets: Vec<String>,
+    /// The device to run on (`cpu`, `tch-cpu`, `tch-cuda:N`, `cuda:N`);
+    /// the same as `--set run.device=…`.
+    #[arg(long)]
+    device: Option<DeviceSpec>,
 }
 
 impl ConfigArgs {
     fn load(&self) -> Result<config::Config, ConfigError> {
-        config::load(&self.config, &self.sets)
+        let mut sets = self.sets.clone();
+        if let Some(device) = self.device {
+            sets.push(format!("run.device={device}"));
+        }
+        config::load(&self.config, &sets)
     }
 
     /// The command line that reruns `command` on this config, with `extra`
@@ -144,6 +152,9 @@ enum Command {
         /// Largest accepted relative error.
         #[arg(long, default_value_t = 1e-4)]
         tolerance: f64,
+        /// The device to run on (`cpu`, `tch-cpu`, `tch-cuda:N`, `cuda:N`).
+        #[arg(long, default_value = "cpu")]
+        device: DeviceSpec,
     },
     /// Perception pre-training of the vision tower on a synthetic set of its
     /// own (`[pretrain]`); exports `<run dir>/final`.
@@ -193,6 +204,9 @@ enum Command {
         /// Longest answer.
         #[arg(long, default_value_t = 256)]
         max_new_tokens: usize,
+        /// The device to run on (`cpu`, `tch-cpu`, `tch-cuda:N`, `cuda:N`).
+        #[arg(long, default_value = "cpu")]
+        device: DeviceSpec,
     },
 }
 
@@ -280,18 +294,21 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Pipeline(args) => {
             let cfg = args.load()?;
             let interrupt = Interrupt::ctrl_c()?;
-            let summary =
-                match vgrpo::pipeline::run_pipeline(&cfg, &Device::default(), interrupt.flag()) {
-                    Err(PipelineError::Interrupted { stage }) => {
-                        println!(
-                            "interrupted in the {stage} stage (its checkpoint is written). \
+            let summary = match vgrpo::pipeline::run_pipeline(
+                &cfg,
+                &cfg.run.device.device()?,
+                interrupt.flag(),
+            ) {
+                Err(PipelineError::Interrupted { stage }) => {
+                    println!(
+                        "interrupted in the {stage} stage (its checkpoint is written). \
                              Continue with:\n  {}",
-                            args.command_line("pipeline", "")
-                        );
-                        return Ok(ExitCode::from(INTERRUPTED_EXIT));
-                    }
-                    other => other?,
-                };
+                        args.command_line("pipeline", "")
+                    );
+                    return Ok(ExitCode::from(INTERRUPTED_EXIT));
+                }
+                other => other?,
+            };
             print!("{}", summary.table);
             println!(
                 "pipeline finished in {:.1} min; table written to {}",
@@ -309,7 +326,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             let summary = vgrpo::grpo::trainer::train(
                 &cfg,
                 &resume.unwrap_or(Resume::No),
-                &Device::default(),
+                &cfg.run.device.device()?,
                 interrupt.flag(),
             )?;
             if summary.interrupted {
@@ -342,7 +359,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     "--dimension must be visual, dynamic or alignment, got {dimension:?}"
                 )
             })?;
-            let device = Device::default();
+            let device = cfg.run.device.device()?;
             let loaded = vgrpo::model_source::load_model(&cfg.model, cfg.run.seed, &device)?;
             let mut rollout = cfg.grpo.rollout();
             if let Some(g) = group {
@@ -380,9 +397,9 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             dir,
             reference,
             tolerance,
+            device,
         } => {
-            let report =
-                vgrpo::model::check_model(&dir, &reference, tolerance, &Device::default())?;
+            let report = vgrpo::model::check_model(&dir, &reference, tolerance, &device.device()?)?;
             let grids: Vec<[usize; 3]> = report.grids.iter().map(|g| [g.t, g.h, g.w]).collect();
             println!(
                 "logits rel error {:.3e} (max|Δ| {:.3e}, max|ref| {:.3e}, {} positions, vocab {}, grids {grids:?})",
@@ -402,7 +419,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Sft { args, resume } => {
             let cfg = args.load()?;
             let interrupt = Interrupt::ctrl_c()?;
-            let summary = vgrpo::sft::run_sft(&cfg, &resume, &Device::default(), interrupt.flag())?;
+            let summary =
+                vgrpo::sft::run_sft(&cfg, &resume, &cfg.run.device.device()?, interrupt.flag())?;
             if summary.interrupted {
                 return Ok(interrupted(
                     summary.steps,
@@ -420,8 +438,12 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Pretrain { args, resume } => {
             let cfg = args.load()?;
             let interrupt = Interrupt::ctrl_c()?;
-            let summary =
-                vgrpo::pretrain::run_pretrain(&cfg, &resume, &Device::default(), interrupt.flag())?;
+            let summary = vgrpo::pretrain::run_pretrain(
+                &cfg,
+                &resume,
+                &cfg.run.device.device()?,
+                interrupt.flag(),
+            )?;
             if summary.interrupted {
                 return Ok(interrupted(
                     summary.steps,
@@ -447,7 +469,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Eval(args) => {
             let cfg = args.load()?;
             let interrupt = Interrupt::ctrl_c()?;
-            let out = match vgrpo::eval::run_eval(&cfg, &Device::default(), interrupt.flag()) {
+            let out = match vgrpo::eval::run_eval(&cfg, &cfg.run.device.device()?, interrupt.flag())
+            {
                 Err(e @ EvalError::Interrupted { .. }) => {
                     println!("eval {e}; rerun with:\n  {}", args.command_line("eval", ""));
                     return Ok(ExitCode::from(INTERRUPTED_EXIT));
@@ -466,6 +489,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             prompt,
             order,
             max_new_tokens,
+            device,
         } => {
             let Some(dimension) = vgrpo::data::Dimension::from_id(&dimension) else {
                 bail!("--dimension must be visual, dynamic or alignment, got {dimension:?}");
@@ -488,7 +512,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 scale: vgrpo::data::MosScale::default(),
                 seed: 0,
             };
-            let judgement = vgrpo::eval::score_video(&request, &Device::default())?;
+            let judgement = vgrpo::eval::score_video(&request, &device.device()?)?;
             println!("{}", serde_json::to_string_pretty(&judgement)?);
         }
     }

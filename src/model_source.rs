@@ -225,7 +225,7 @@ mod tests {
 
     #[test]
     fn tiny_default_exports_and_reloads_as_a_hf_dir_and_a_checkpoint() {
-        let device = Device::flex();
+        let device = crate::device::test_device();
         let tmp = tempfile::tempdir().unwrap();
         let loaded = load_model(&ModelConfig::default(), 3, &device).unwrap();
         assert_eq!(loaded.origin, ModelOrigin::Tiny(3));

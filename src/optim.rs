@@ -437,7 +437,7 @@ mod tests {
 
     #[test]
     fn global_norm_and_torch_clip_coefficient() {
-        let d = Device::flex().autodiff();
+        let d = crate::device::test_device().autodiff();
         let m = two(&d);
         // ‖(3, 0, 4)‖ = 5.
         let mut g = grads_of(&m, [3.0, 0.0], [4.0], &d);
@@ -460,7 +460,7 @@ mod tests {
 
     #[test]
     fn step_reports_norm_lr_and_clipping() {
-        let d = Device::flex().autodiff();
+        let d = crate::device::test_device().autodiff();
         let m = two(&d);
         let g = grads_of(&m, [3.0, 0.0], [4.0], &d);
         let before = vals(&m);
@@ -492,7 +492,7 @@ mod tests {
 
     #[test]
     fn a_non_finite_gradient_skips_without_touching_weights_or_state() {
-        let d = Device::flex().autodiff();
+        let d = crate::device::test_device().autodiff();
         let cfg = config(1.0);
         // Reference: two finite steps.
         let mut ref_opt = Optimizer::new(&cfg);
@@ -526,7 +526,7 @@ mod tests {
 
     #[test]
     fn accumulated_micro_batches_sum_their_gradients() {
-        let d = Device::flex().autodiff();
+        let d = crate::device::test_device().autodiff();
         let m = two(&d);
         let mut acc = GradAccumulator::new();
         acc.add(&m, grads_of(&m, [1.0, 2.0], [3.0], &d));
@@ -543,7 +543,7 @@ mod tests {
     fn frozen_vision_gets_no_gradient_and_does_not_move() {
         use crate::default_model::tiny_model;
         use crate::model::Batch;
-        let d = Device::flex().autodiff();
+        let d = crate::device::test_device().autodiff();
         let model = freeze_vision(tiny_model(3, &d).unwrap());
         let batch = Batch::text(vec![vec![1025, 20, 30, 40, 1026]]);
         let loss = model.forward(&batch, &d).unwrap().mean();

@@ -80,7 +80,6 @@ pub fn expected_score_of(rating_logits: [f32; 5]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::Device;
 
     #[test]
     fn score_by_hand() {
@@ -97,7 +96,7 @@ mod tests {
 
     #[test]
     fn tensor_score_matches_host_score() {
-        let d = Device::flex();
+        let d = crate::device::test_device();
         let rows = [
             [0.0f32, 0.0, 0.0, 2f32.ln(), 3f32.ln()],
             [1.0, -2.0, 0.5, 3.0, 0.0],
@@ -115,7 +114,7 @@ mod tests {
 
     #[test]
     fn gathers_the_rating_logits_at_each_rows_position() {
-        let d = Device::flex();
+        let d = crate::device::test_device();
         // B = 2, T = 2, V = 7; logit value = 100·b + 10·t + v.
         let flat: Vec<f32> = (0..2)
             .flat_map(|b| {

@@ -195,7 +195,7 @@ mod tests {
 
     #[test]
     fn loss_by_hand() {
-        let d = Device::flex();
+        let d = crate::device::test_device();
         let out = sft_loss(inputs(&d, [true, true]), &SftLossConfig::default()).unwrap();
         let ce = (5f32.ln() - (3.0f32 / 8.0).ln()) / 2.0;
         // score = 5.25/8 (see score.rs), target 0.5.
@@ -221,7 +221,7 @@ mod tests {
 
     #[test]
     fn both_terms_reach_the_logits() {
-        let d = Device::flex().autodiff();
+        let d = crate::device::test_device().autodiff();
         let mut x = inputs(&d, [true, true]);
         let rating = x.rating_logits.require_grad();
         x.rating_logits = rating.clone();
@@ -238,7 +238,7 @@ mod tests {
 
     #[test]
     fn empty_mask_and_bad_shapes_are_errors() {
-        let d = Device::flex();
+        let d = crate::device::test_device();
         assert!(matches!(
             sft_loss(inputs(&d, [false, false]), &SftLossConfig::default()),
             Err(SftLossError::EmptyMask)

@@ -302,7 +302,6 @@ pub fn load(
 mod tests {
     use super::*;
     use crate::default_model::{TINY_CONFIG_JSON, tiny_model};
-    use burn::tensor::Device;
 
     #[test]
     fn state_round_trips_and_refuses_other_formats() {
@@ -338,7 +337,7 @@ mod tests {
     #[test]
     fn actor_round_trip_keeps_values_and_ids_and_checks_the_config() {
         let tmp = tempfile::tempdir().unwrap();
-        let device = Device::flex();
+        let device = crate::device::test_device();
         let actor = tiny_model(1, &device).unwrap();
         save_actor(tmp.path(), &actor, TINY_CONFIG_JSON).unwrap();
         let loaded = load_actor(tmp.path(), tiny_model(2, &device).unwrap()).unwrap();

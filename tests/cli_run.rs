@@ -94,3 +94,29 @@ fn rollout_prints_a_group_of_sampled_judgements() {
     }
     assert_eq!(vgrpo(&args), out, "a seed repeats its group");
 }
+
+#[test]
+fn a_device_whose_backend_is_not_built_in_names_the_feature() {
+    let tmp = tempfile::tempdir().unwrap();
+    let video = video(tmp.path());
+    let out = Command::new(env!("CARGO_BIN_EXE_vgrpo"))
+        .args(["score", video.as_str(), "--dimension", "visual"])
+        .args(["--device", "cuda:0"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("device cuda:0 needs the `cuda` backend")
+            && stderr.contains("--features cuda"),
+        "{stderr}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_vgrpo"))
+        .args(["score", video.as_str(), "--dimension", "visual"])
+        .args(["--device", "gpu"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("unknown device \"gpu\""), "{stderr}");
+}

@@ -3,7 +3,6 @@
 
 mod judge_data;
 
-use burn::tensor::Device;
 use judge_data::write_dataset;
 use std::sync::Arc;
 use vgrpo::data::{Manifest, MosScale, Split};
@@ -20,7 +19,7 @@ use vgrpo::video::VideoConfig;
 fn eval_judges_every_test_row_and_reports_each_dimension() {
     let tmp = tempfile::tempdir().unwrap();
     let manifest_path = write_dataset(tmp.path());
-    let device = Device::flex();
+    let device = vgrpo::device::test_device();
     let model = tiny_model(0, &device).unwrap();
     let tokenizer = Tokenizer::tiny().unwrap();
     let spec = InputSpec::new(&model.config, &VideoConfig::default());
@@ -81,7 +80,7 @@ fn eval_judges_every_test_row_and_reports_each_dimension() {
 fn batched_verdicts_equal_single_verdicts() {
     let tmp = tempfile::tempdir().unwrap();
     let manifest_path = write_dataset(tmp.path());
-    let device = Device::flex();
+    let device = vgrpo::device::test_device();
     let model = tiny_model(5, &device).unwrap();
     let tokenizer = Tokenizer::tiny().unwrap();
     let spec = InputSpec::new(&model.config, &VideoConfig::default());
@@ -149,7 +148,12 @@ fn eval_refuses_a_mos_outside_the_configured_scale() {
         );
         vgrpo::config::from_str(&tmp.path().join("c.toml"), &text, &[]).unwrap()
     };
-    let err = vgrpo::eval::run_eval(&config(""), &Device::flex(), &Default::default()).unwrap_err();
+    let err = vgrpo::eval::run_eval(
+        &config(""),
+        &vgrpo::device::test_device(),
+        &Default::default(),
+    )
+    .unwrap_err();
     let e = vgrpo::errors::chain(&err);
     assert!(
         e.contains("m.jsonl:2: row \"b\" has MOS 9.5, outside the data set's MOS scale [1, 5]"),
@@ -159,7 +163,7 @@ fn eval_refuses_a_mos_outside_the_configured_scale() {
     // videos, not on the MOS.
     let err = vgrpo::eval::run_eval(
         &config("mos_min = 0.0\nmos_max = 10.0\n"),
-        &Device::flex(),
+        &vgrpo::device::test_device(),
         &Default::default(),
     )
     .unwrap_err();

@@ -129,7 +129,7 @@ fn t2(values: &[f32], shape: [usize; 2], device: &Device) -> Tensor<2> {
 fn policy_loss_and_its_gradient_match_verl_and_trl() {
     let cases: Vec<LossCase> = load("policy_loss.json");
     assert_eq!(cases.len(), 9);
-    let device = Device::flex().autodiff();
+    let device = vgrpo::device::test_device().autodiff();
     let mut dual_clip_exercised = false;
     for (i, case) in cases.iter().enumerate() {
         let shape = [case.batch, case.tokens];

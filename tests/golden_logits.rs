@@ -1,7 +1,7 @@
 //! Per-token log-probs, entropy and the softmax-expectation score against
 //! numpy (`tests/golden/make_golden.py`).
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor, TensorData};
 use serde::Deserialize;
 use vgrpo::logits::{token_entropy, token_log_probs};
 use vgrpo::score::{expected_score, expected_score_of};
@@ -56,7 +56,7 @@ fn assert_all_close(what: &str, got: &[f32], want: &[f64]) {
 #[test]
 fn log_probs_and_entropy_match_numpy() {
     let golden = load();
-    let device = Device::flex();
+    let device = vgrpo::device::test_device();
     for case in &golden.log_probs {
         let shape = [case.batch, case.tokens, case.vocab];
         let logits = Tensor::<3>::from_data(TensorData::new(case.logits.clone(), shape), &device);
@@ -89,7 +89,7 @@ fn log_probs_and_entropy_match_numpy() {
 fn expected_score_matches_numpy() {
     let golden = load().score;
     let rows = golden.scores.len();
-    let device = Device::flex();
+    let device = vgrpo::device::test_device();
     let logits = Tensor::<2>::from_data(
         TensorData::new(golden.rating_logits.clone(), [rows, 5]),
         &device,

@@ -2,7 +2,6 @@
 //! videos: the run's files, resume exactness in-process and across a real
 //! process kill.
 
-use burn::tensor::Device;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::AtomicBool;
@@ -115,7 +114,7 @@ fn train_from(text: &str, sets: &[String]) {
     train(
         &cfg,
         &Resume::No,
-        &Device::default(),
+        &vgrpo::device::test_device(),
         &AtomicBool::new(false),
     )
     .unwrap();
@@ -141,7 +140,7 @@ fn a_run_writes_metrics_checkpoints_cooloff_and_a_final_model() {
     let summary = train(
         &cfg,
         &Resume::No,
-        &Device::default(),
+        &vgrpo::device::test_device(),
         &AtomicBool::new(false),
     )
     .unwrap();
@@ -176,7 +175,7 @@ fn a_run_writes_metrics_checkpoints_cooloff_and_a_final_model() {
     let again = train(
         &cfg,
         &Resume::No,
-        &Device::default(),
+        &vgrpo::device::test_device(),
         &AtomicBool::new(false),
     );
     assert!(again.unwrap_err().to_string().contains("--resume auto"));
@@ -186,7 +185,7 @@ fn a_run_writes_metrics_checkpoints_cooloff_and_a_final_model() {
 fn resuming_in_process_reproduces_the_straight_run() {
     let tmp = tempfile::tempdir().unwrap();
     let manifest = dataset(&tmp.path().join("data"));
-    let device = Device::default();
+    let device = vgrpo::device::test_device();
     let stop = AtomicBool::new(false);
     // Every rollout is logged too, so its log is checked across the resume.
     let logged = |name: &str, steps: u64| {
@@ -400,7 +399,7 @@ fn zero_std_filter_leaves_constant_groups_out_of_the_update() {
     // the way the run exports its final one.
     let start = tmp.path().join("start");
     vgrpo::model_source::export_model(
-        &vgrpo::default_model::tiny_model(7, &Device::flex()).unwrap(),
+        &vgrpo::default_model::tiny_model(7, &vgrpo::device::test_device()).unwrap(),
         vgrpo::default_model::TINY_CONFIG_JSON,
         &vgrpo::text::Tokenizer::tiny().unwrap(),
         &start,
@@ -421,7 +420,7 @@ fn kl_in_the_reward_penalises_every_reward_by_its_rollouts_kl() {
     // A reference other than the starting actor (the tiny model of another
     // seed), so the KL is > 0 from the first step.
     let reference = tmp.path().join("reference");
-    let other = vgrpo::default_model::tiny_model(8, &Device::flex()).unwrap();
+    let other = vgrpo::default_model::tiny_model(8, &vgrpo::device::test_device()).unwrap();
     vgrpo::model_source::export_model(
         &other,
         vgrpo::default_model::TINY_CONFIG_JSON,

@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::tensor::Device;
 use vgrpo::model::check::{Reference, check_loaded, compare_logits};
 use vgrpo::model::{Grid, QwenVl, check_model};
 
@@ -15,7 +14,7 @@ fn fixture(arch: &str) -> PathBuf {
 
 fn check(arch: &str, reference: &str, grids: &[Grid]) {
     let dir = fixture(arch);
-    let device = Device::default();
+    let device = vgrpo::device::test_device();
     let report = check_model(&dir, &dir.join(reference), TOLERANCE, &device).unwrap();
     eprintln!(
         "{arch}/{reference}: rel error {:.3e} over {} positions",
@@ -63,7 +62,7 @@ fn qwen2_5_vl_padded_batch_matches_transformers() {
 /// batch gives the same logits as that row run alone.
 fn padding_leaves_rows_unchanged(arch: &str) {
     let dir = fixture(arch);
-    let device = Device::default();
+    let device = vgrpo::device::test_device();
     let model = QwenVl::from_hf_dir(&dir, &device).unwrap();
     let batch_ref = Reference::read(&dir.join("reference_batch.safetensors")).unwrap();
     let batch_logits = model
@@ -126,11 +125,11 @@ fn vision_token_count_matches_the_prompt() {
         let video_tokens = reference.token_types[0].iter().filter(|&&t| t == 2).count();
         assert_eq!(reference.grids, vec![grid]);
         assert_eq!(grid.tokens(2), video_tokens, "{arch}");
-        let model = QwenVl::from_hf_dir(&dir, &Device::default()).unwrap();
+        let model = QwenVl::from_hf_dir(&dir, &vgrpo::device::test_device()).unwrap();
         let (pixels, shape) = reference.pixel_values.clone().unwrap();
         let video = burn::tensor::Tensor::from_data(
             burn::tensor::TensorData::new(pixels, shape),
-            &Device::default(),
+            &vgrpo::device::test_device(),
         );
         let out = model.model.visual.forward(video, &reference.grids);
         assert_eq!(
@@ -144,7 +143,7 @@ fn vision_token_count_matches_the_prompt() {
 /// reference, finite on the padded batch.
 #[test]
 fn bf16_forward_stays_close_to_transformers() {
-    let device = Device::default();
+    let device = vgrpo::device::test_device();
     for arch in ["qwen3_vl", "qwen2_5_vl"] {
         let dir = fixture(arch);
         let model = QwenVl::from_hf_dir(&dir, &device)
@@ -164,7 +163,7 @@ fn bf16_forward_stays_close_to_transformers() {
 /// `Batch::left_padded` rebuilds the fixture's padded batch from its rows.
 #[test]
 fn left_padding_builds_the_hf_batch() {
-    let device = Device::default();
+    let device = vgrpo::device::test_device();
     for arch in ["qwen3_vl", "qwen2_5_vl"] {
         let dir = fixture(arch);
         let model = QwenVl::from_hf_dir(&dir, &device).unwrap();

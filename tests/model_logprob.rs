@@ -36,7 +36,7 @@ fn log_softmax_row(logits: &[f32]) -> Vec<f64> {
 
 /// Our completion log-probs equal log_softmax of transformers' logits.
 fn logprobs_match_transformers(arch: &str) {
-    let device = Device::default();
+    let device = vgrpo::device::test_device();
     let dir = fixture(arch);
     let model = QwenVl::from_hf_dir(&dir, &device).unwrap();
     let reference = Reference::read(&dir.join("reference_batch.safetensors")).unwrap();
@@ -79,7 +79,7 @@ fn qwen2_5_vl_logprobs_match_transformers() {
 
 /// Prefill once, decode token by token: the logits equal a full forward.
 fn cache_decoding_matches_full_forward(arch: &str) {
-    let device = Device::default();
+    let device = vgrpo::device::test_device();
     let dir = fixture(arch);
     let model = QwenVl::from_hf_dir(&dir, &device).unwrap();
     let reference = Reference::read(&dir.join("reference_batch.safetensors")).unwrap();
@@ -124,7 +124,7 @@ fn qwen2_5_vl_cache_decoding_matches_full_forward() {
 
 #[test]
 fn repeated_cache_rows_decode_like_the_original() {
-    let device = Device::default();
+    let device = vgrpo::device::test_device();
     let dir = fixture("qwen3_vl");
     let model = QwenVl::from_hf_dir(&dir, &device).unwrap();
     let reference = Reference::read(&dir.join("reference.safetensors")).unwrap();
@@ -169,7 +169,7 @@ fn repeated_cache_rows_decode_like_the_original() {
 fn repeating_a_repeated_cache_equals_repeating_once() {
     // Prefill, repeat ×2, decode a different token per row, repeat ×3:
     // the 6 rows decode like a ×6 repeat fed the same tokens.
-    let device = Device::default();
+    let device = vgrpo::device::test_device();
     let dir = fixture("qwen3_vl");
     let model = QwenVl::from_hf_dir(&dir, &device).unwrap();
     let reference = Reference::read(&dir.join("reference.safetensors")).unwrap();
@@ -218,7 +218,7 @@ fn grad_norm<const D: usize>(p: &Param<Tensor<D>>, grads: &burn::tensor::Gradien
 /// A GRPO-like step's autodiff path on CPU: log-probs -> loss -> backward,
 /// with gradients reaching the vision tower and the decoder.
 fn forward_backward(arch: &str) {
-    let device = Device::default().autodiff();
+    let device = vgrpo::device::test_device().autodiff();
     let dir = fixture(arch);
     let model = QwenVl::from_hf_dir(&dir, &device).unwrap();
     let reference = Reference::read(&dir.join("reference_batch.safetensors")).unwrap();
@@ -251,7 +251,7 @@ fn qwen2_5_vl_forward_backward_on_cpu() {
 /// rows (vision tower once) gives the same log-probs as repeating it.
 #[test]
 fn shared_group_video_equals_repeated_video() {
-    let device = Device::default();
+    let device = vgrpo::device::test_device();
     for arch in ["qwen3_vl", "qwen2_5_vl"] {
         let dir = fixture(arch);
         let model = QwenVl::from_hf_dir(&dir, &device).unwrap();
@@ -304,7 +304,7 @@ fn shared_group_video_equals_repeated_video() {
 /// instead of three times).
 #[test]
 fn grouped_completions_give_the_gradients_of_repeated_prompts() {
-    let device = Device::default().autodiff();
+    let device = vgrpo::device::test_device().autodiff();
     let dir = fixture("qwen3_vl");
     let model = QwenVl::from_hf_dir(&dir, &device).unwrap();
     let reference = Reference::read(&dir.join("reference.safetensors")).unwrap();
@@ -359,7 +359,7 @@ fn grouped_completions_give_the_gradients_of_repeated_prompts() {
 /// parameters through the cast.
 #[test]
 fn bf16_compute_gives_gradients_to_f32_parameters() {
-    let device = Device::default().autodiff();
+    let device = vgrpo::device::test_device().autodiff();
     let dir = fixture("qwen3_vl");
     let master = QwenVl::from_hf_dir(&dir, &device).unwrap();
     let compute = master
@@ -420,7 +420,7 @@ fn gradients_match_finite_differences() {
             &mut m.model.language_model.layers[0].self_attn.v_proj.weight
         }),
     ];
-    let plain = Device::default();
+    let plain = vgrpo::device::test_device();
     let dir = fixture("qwen3_vl");
     let reference = Reference::read(&dir.join("reference_batch.safetensors")).unwrap();
     let loss_of = |model: &QwenVl, device: &Device| {

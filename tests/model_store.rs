@@ -27,7 +27,7 @@ fn logits(model: &QwenVl, arch: &str, device: &Device) -> Vec<f32> {
 
 #[test]
 fn burnpack_round_trip_keeps_ids_and_values() {
-    let device = Device::default();
+    let device = vgrpo::device::test_device();
     for arch in ["qwen3_vl", "qwen2_5_vl"] {
         let model = QwenVl::from_hf_dir(&fixture(arch), &device).unwrap();
         let dir = tempfile::tempdir().unwrap();
@@ -67,7 +67,7 @@ fn tensor_names(path: &Path) -> BTreeSet<String> {
 
 #[test]
 fn hf_export_writes_transformers_names_and_reloads() {
-    let device = Device::default();
+    let device = vgrpo::device::test_device();
     for arch in ["qwen3_vl", "qwen2_5_vl"] {
         let src = fixture(arch);
         let model = QwenVl::from_hf_dir(&src, &device).unwrap();
@@ -101,7 +101,7 @@ fn hf_export_writes_transformers_names_and_reloads() {
 /// Splits the fixture into two shards with an index, the second in bf16.
 #[test]
 fn sharded_half_precision_checkpoints_load() {
-    let device = Device::default();
+    let device = vgrpo::device::test_device();
     let src = fixture("qwen2_5_vl");
     let bytes = std::fs::read(src.join("model.safetensors")).unwrap();
     let file = SafeTensors::deserialize(&bytes).unwrap();
@@ -175,7 +175,7 @@ fn mismatched_checkpoints_list_missing_and_unexpected_names() {
         dir.path().join("model.safetensors"),
     )
     .unwrap();
-    match QwenVl::from_hf_dir(dir.path(), &Device::default()) {
+    match QwenVl::from_hf_dir(dir.path(), &vgrpo::device::test_device()) {
         Err(ModelError::WeightNames {
             missing,
             unexpected,

@@ -3,7 +3,7 @@
 //! skips a corrupt clip with a count, and refuses the judged manifest.
 
 use burn::module::Module;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Tensor;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use vgrpo::checkpoint::Resume;
@@ -43,7 +43,7 @@ fn flat<M: Module>(module: &M) -> Vec<f32> {
 fn trains_the_tower_only_and_repeats_exactly() {
     let tmp = tempfile::tempdir().unwrap();
     let manifest = tmp.path().join("pre/manifest.jsonl");
-    let device = Device::flex();
+    let device = vgrpo::device::test_device();
 
     let first = run_pretrain(
         &config(tmp.path(), "a", &manifest),
@@ -89,7 +89,7 @@ fn trains_the_tower_only_and_repeats_exactly() {
 fn a_corrupt_clip_is_skipped_and_counted() {
     let tmp = tempfile::tempdir().unwrap();
     let manifest = tmp.path().join("pre/manifest.jsonl");
-    let device = Device::flex();
+    let device = vgrpo::device::test_device();
     let cfg = config(tmp.path(), "a", &manifest);
     vgrpo::data::synth::generate(&tmp.path().join("pre"), &cfg.pretrain.synth).unwrap();
     std::fs::write(tmp.path().join("pre/videos/v0002.mp4"), b"not a video").unwrap();
@@ -105,7 +105,7 @@ fn the_judged_manifest_is_refused() {
     let err = run_pretrain(
         &config(tmp.path(), "a", &judged),
         &Resume::No,
-        &Device::flex(),
+        &vgrpo::device::test_device(),
         &AtomicBool::new(false),
     )
     .unwrap_err();

@@ -63,7 +63,7 @@ fn optim_config() -> OptimConfig {
 }
 
 fn device() -> Device {
-    Device::flex().autodiff()
+    vgrpo::device::test_device().autodiff()
 }
 
 /// The toy data set: ROWS fixed token sequences.

@@ -22,7 +22,7 @@ struct Setup {
 }
 
 fn setup() -> Setup {
-    let device = Device::default();
+    let device = vgrpo::device::test_device();
     let dir = fixture();
     let model = QwenVl::from_hf_dir(&dir, &device).unwrap();
     let reference = Reference::read(&dir.join("reference.safetensors")).unwrap();

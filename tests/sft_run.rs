@@ -5,7 +5,6 @@
 mod judge_data;
 
 use burn::optim::GradientsParams;
-use burn::tensor::Device;
 use judge_data::write_dataset;
 use std::path::Path;
 use vgrpo::checkpoint::Resume;
@@ -43,7 +42,7 @@ fn batch_layout_aligns_targets_and_the_rating_position() {
     samples[1].ids.insert(0, tokenizer.special().endoftext);
     samples[1].target_mask.insert(0, false);
     samples[1].rating_index += 1;
-    let device = Device::flex();
+    let device = vgrpo::device::test_device();
     let special = tokenizer.special();
     let t = sft_tensors(&samples, special.endoftext, special.video_pad, &device);
     let [b, w] = t.targets.dims();
@@ -92,7 +91,7 @@ fn a_few_updates_lower_the_loss_on_a_fixed_batch() {
     let tmp = tempfile::tempdir().unwrap();
     let tokenizer = Tokenizer::tiny().unwrap();
     let samples = samples(&write_dataset(tmp.path()), &tokenizer);
-    let device = Device::flex().autodiff();
+    let device = vgrpo::device::test_device().autodiff();
     let mut model = tiny_model(0, &device).unwrap();
     let mut optimizer = Optimizer::new(&OptimConfig {
         lr: 3e-3,
@@ -144,7 +143,7 @@ fn run_resumes_exactly_and_exports_a_loadable_model() {
     let tmp = tempfile::tempdir().unwrap();
     let manifest = write_dataset(&tmp.path().join("data"));
     let runs = tmp.path().join("runs");
-    let device = Device::flex();
+    let device = vgrpo::device::test_device();
 
     let straight = run_sft(
         &config(&runs, &manifest, "straight", 3),
@@ -305,7 +304,7 @@ fn cool_off_trains_rating_first_answers_joined_to_the_manifest() {
         cooloff.display()
     );
     let cfg = vgrpo::config::from_str(Path::new("c.toml"), &text, &[]).unwrap();
-    let device = Device::flex();
+    let device = vgrpo::device::test_device();
     let summary = run_sft(&cfg, &Resume::No, &device, &never()).unwrap();
     assert_eq!((summary.steps, summary.items), (4, 3));
     let m = metrics(&summary.run_dir);

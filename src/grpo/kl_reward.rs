@@ -95,11 +95,11 @@ pub fn penalise_rewards(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::{Device, TensorData};
+    use burn::tensor::TensorData;
 
     #[test]
     fn sequence_kl_by_hand() {
-        let d = Device::flex();
+        let d = crate::device::test_device();
         // Rollout 0: δ = ref − old = ln 2 on both tokens → k3 = 1 − ln 2 each.
         // Rollout 1: one token with δ = 0, then padding holding garbage.
         let l2 = 2f32.ln();

@@ -437,7 +437,7 @@ mod tests {
 
     #[test]
     fn clipped_surrogate_positive_advantage_by_hand() {
-        let d = Device::flex();
+        let d = crate::device::test_device();
         // A = 1: ρA = [1.5, .5, 1], clip(ρ)A = [1.2, .8, 1], min = [1.2, .5, 1],
         // pg = −[1.2, .5, 1], token mean −0.9. Only token 0 is clipped (high).
         let out = policy_loss(one_rollout(1.0, &d), &no_kl()).unwrap();
@@ -454,7 +454,7 @@ mod tests {
 
     #[test]
     fn clipped_surrogate_negative_advantage_and_dual_clip_by_hand() {
-        let d = Device::flex();
+        let d = crate::device::test_device();
         // A = −1: ρA = [−1.5, −.5, −1], clip(ρ)A = [−1.2, −.8, −1],
         // min = [−1.5, −.8, −1], pg = [1.5, .8, 1], mean 1.1; token 1 is
         // clipped low.
@@ -478,7 +478,7 @@ mod tests {
 
     #[test]
     fn kl_is_zero_when_actor_equals_reference() {
-        let d = Device::flex();
+        let d = crate::device::test_device();
         let logp = [-0.3f32, -2.5, -1.0, -4.0];
         for estimator in [KlEstimator::K1, KlEstimator::K2, KlEstimator::K3] {
             let kl = kl_per_token(t2(&logp, [2, 2], &d), t2(&logp, [2, 2], &d), estimator);
@@ -505,7 +505,7 @@ mod tests {
 
     #[test]
     fn kl_is_measured_but_not_trained_when_beta_is_zero() {
-        let d = Device::flex();
+        let d = crate::device::test_device();
         let mut inputs = one_rollout(1.0, &d);
         // δ = ref − logπ = ln 2 on every token: k3 = 1 − ln 2.
         let logp = inputs.log_probs.clone();
@@ -526,7 +526,7 @@ mod tests {
 
     #[test]
     fn kl_estimators_by_hand() {
-        let d = Device::flex();
+        let d = crate::device::test_device();
         // δ = ref − logπ = ln 2: k1 = −ln 2, k2 = ½ ln²2, k3 = 2 − ln 2 − 1.
         let logp = t2(&[-2.0], [1, 1], &d);
         let reference = t2(&[-2.0 + 2f32.ln()], [1, 1], &d);
@@ -543,7 +543,7 @@ mod tests {
 
     #[test]
     fn aggregation_modes_by_hand() {
-        let d = Device::flex();
+        let d = crate::device::test_device();
         // Rollout 0 has tokens [1, 2, 3], rollout 1 has [4] and two pads:
         // values [[1, 2, 3], [4, NaN, inf]], mask [[1, 1, 1], [1, 0, 0]]: the
         // padding values must not reach any mode.
@@ -563,7 +563,7 @@ mod tests {
 
     #[test]
     fn loss_keeps_gradients_to_the_log_probs() {
-        let d = Device::flex().autodiff();
+        let d = crate::device::test_device().autodiff();
         let mut inputs = one_rollout(1.0, &d);
         let logp = inputs.log_probs.require_grad();
         inputs.log_probs = logp.clone();
@@ -583,7 +583,7 @@ mod tests {
 
     #[test]
     fn non_finite_padding_is_ignored() {
-        let d = Device::flex().autodiff();
+        let d = crate::device::test_device().autodiff();
         let mut inputs = one_rollout(-1.0, &d);
         // Token 2 is padding and holds garbage in every input.
         let logp = t2(
@@ -615,7 +615,7 @@ mod tests {
 
     #[test]
     fn bad_inputs_are_errors() {
-        let d = Device::flex();
+        let d = crate::device::test_device();
         let mut inputs = one_rollout(1.0, &d);
         inputs.response_mask = mask(&[false; 3], [1, 3], &d);
         assert!(matches!(

@@ -226,7 +226,7 @@ mod tests {
     fn select_rows_picks_rows_and_cuts_to_the_mini_batch_width() {
         // The step's [3, 4] log-probs; a mini-batch of rows 2 and 0 whose
         // longest completion is 2 tokens.
-        let device = Device::default();
+        let device = crate::device::test_device();
         let all = Tensor::<2>::from_data(
             TensorData::new((0..12).map(|v| v as f32).collect::<Vec<_>>(), [3, 4]),
             &device,

@@ -341,7 +341,7 @@ mod tests {
 
     #[test]
     fn mask_is_causal_and_hides_padding() {
-        let device = Device::default();
+        let device = crate::device::test_device();
         let m = causal_mask(&[vec![false, true, true]], 2, &device);
         let v = m.try_into_vec_as::<f32>().unwrap();
         // query 0 is token 1: sees key 1 only; query 1 sees keys 1, 2.

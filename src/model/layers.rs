@@ -147,7 +147,7 @@ mod tests {
 
     #[test]
     fn norms_match_hand_values() {
-        let device = Device::default();
+        let device = crate::device::test_device();
         let x = Tensor::<2>::from_data(TensorData::new(vec![3.0f32, 4.0], [1, 2]), &device);
         let rms = RmsNorm::new(2, 0.0, &device).forward(x.clone());
         // rms = sqrt((9 + 16) / 2)
@@ -161,7 +161,7 @@ mod tests {
 
     #[test]
     fn rotate_half_swaps_and_negates() {
-        let device = Device::default();
+        let device = crate::device::test_device();
         let x = Tensor::<1>::from_data(TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0], [4]), &device);
         let got = rotate_half(x).try_into_vec_as::<f32>().unwrap();
         assert_eq!(got, vec![-3.0, -4.0, 1.0, 2.0]);

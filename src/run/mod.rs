@@ -117,6 +117,7 @@ const RESUMABLE_KEYS: &[&str] = &[
     "pretrain.save_every",
     "pretrain.keep_last",
     "run.max_nonfinite",
+    "run.device",
     "video.workers",
     "video.queue_depth",
 ];
