@@ -439,6 +439,48 @@ mod tests {
     }
 
     #[test]
+    fn grpo_accuracy_reward_forms_and_sigma_are_checked() {
+        use crate::reward::AccuracyReward;
+        let c = parse("", &[]).unwrap();
+        assert_eq!(c.grpo.accuracy_reward, AccuracyReward::Exact);
+        assert_eq!(c.grpo.reward().accuracy, AccuracyReward::Exact);
+        assert_eq!(c.grpo.accuracy_sigma, 0.1);
+        let c = parse(
+            "[grpo]\naccuracy_reward = \"gaussian\"\naccuracy_sigma = 0.2\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.grpo.reward().accuracy, AccuracyReward::Gaussian);
+        assert_eq!(c.grpo.reward().accuracy_sigma, 0.2);
+        let c = parse("", &["grpo.accuracy_reward=distance"]).unwrap();
+        assert_eq!(c.grpo.accuracy_reward, AccuracyReward::Distance);
+        let e = parse("[grpo]\naccuracy_reward = \"l1\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("c.toml:2:1: `grpo.accuracy_reward`"), "{e}");
+        assert!(
+            e.contains("`exact`, `distance`") && e.contains("`gaussian`"),
+            "{e}"
+        );
+        for bad in ["0.0", "-0.1", "nan", "inf"] {
+            let e = parse(&format!("[grpo]\naccuracy_sigma = {bad}\n"), &[])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(
+                    "c.toml:2:1: `grpo.accuracy_sigma`: accuracy_sigma must be finite and > 0"
+                ),
+                "{bad}: {e}"
+            );
+        }
+        // The resolved config names both keys and reads back.
+        let c = parse("", &["grpo.accuracy_reward=gaussian"]).unwrap();
+        let text = c.to_toml();
+        assert!(text.contains("accuracy_reward = \"gaussian\""), "{text}");
+        assert_eq!(parse(&text, &[]).unwrap(), c);
+    }
+
+    #[test]
     fn loss_rules_name_their_own_key() {
         let e = parse("[grpo]\nclip_low = 1.5\n", &[])
             .unwrap_err()

@@ -1,7 +1,9 @@
 //! Cool-off SFT data: the GRPO rollouts that were right, in a shape any SFT
 //! tool reads.
 //!
-//! Every rollout with `R_acc = 1` and `R_fmt = 1` becomes one line of
+//! Every rollout whose answer was well formed (`R_fmt = 1`) and rated the
+//! label exactly (under the default `exact` accuracy reward: `R_acc = 1`)
+//! becomes one line of
 //! `rollouts/<run>/cooloff.jsonl`, reformatted rating-first
 //! (`Good<think>…</think>`) so the cool-off stage can read the softmax score
 //! at the first answer token (paper §4.2.3). The line uses the
@@ -46,9 +48,13 @@ pub fn has_rows(path: &Path) -> bool {
 }
 
 /// The selection rule: a rollout is cool-off data when its rating was
-/// right (`R_acc = 1`) and its answer well formed (`R_fmt = 1`).
-pub fn qualifies(acc: f32, fmt: f32) -> bool {
-    acc == 1.0 && fmt == 1.0
+/// right (`exact`: it equals the label) and its answer well formed
+/// (`R_fmt = 1`). It reads the exact-match fact, not R_acc, so the rule is
+/// the same whatever `grpo.accuracy_reward` is: a graded R_acc is 1 only
+/// for an exact match under `distance` and almost never under `gaussian`
+/// (under `exact`, `exact` is `R_acc = 1`).
+pub fn qualifies(exact: bool, fmt: f32) -> bool {
+    exact && fmt == 1.0
 }
 
 /// The manifest row a rollout judged, where its video is, and when.
@@ -67,7 +73,8 @@ pub struct Judged<'a> {
     /// The parsed answer (absent when the completion did not parse).
     pub answer: Option<&'a Answer>,
     pub label: Rating,
-    pub acc: f32,
+    /// The rating equals `label` ([`crate::reward::RewardBreakdown::exact`]).
+    pub exact: bool,
     pub fmt: f32,
     pub reward: f32,
     pub group: u64,
@@ -104,7 +111,8 @@ pub struct CoolOffRow {
     /// regression. Absent in files written before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mos: Option<f32>,
-    /// The rollout's total reward `R_acc + λ·R_fmt`.
+    /// The rollout's total reward `R_acc + λ·R_fmt` (1.5 under the default
+    /// `exact` form and λ = 0.5; less under a graded form).
     pub reward: f32,
     /// GRPO step that produced it (1-based).
     pub step: u64,
@@ -161,7 +169,7 @@ impl CoolOffRow {
     pub fn of_rollout(source: Source<'_>, judged: Judged<'_>) -> Option<CoolOffRow> {
         let answer = judged
             .answer
-            .filter(|_| qualifies(judged.acc, judged.fmt))?;
+            .filter(|_| qualifies(judged.exact, judged.fmt))?;
         let row = source.row;
         Some(CoolOffRow::new(
             &user_prompt(row.dimension, &row.prompt, AnswerOrder::RatingFirst),
@@ -335,5 +343,73 @@ mod tests {
         old.as_object_mut().unwrap().remove("mos");
         let back: CoolOffRow = serde_json::from_value(old).unwrap();
         assert_eq!(back.mos, None);
+    }
+
+    #[test]
+    fn graded_rewards_select_on_the_exact_match_not_on_r_acc() {
+        use crate::reward::{AccuracyReward, RewardConfig, Target, judge_completion};
+        let row = ManifestRow {
+            id: "v1-visual".into(),
+            video: "videos/v1.mp4".into(),
+            prompt: "a cat".into(),
+            dimension: Dimension::Visual,
+            mos: 4.0,
+            generator: "g".into(),
+            rationale: None,
+            split: None,
+            clean_mos: None,
+        };
+        let target = Target::new(row.mos, &Default::default());
+        assert_eq!(target.label, Rating::Good);
+        let kept = |text: &str, accuracy| {
+            let config = RewardConfig {
+                accuracy,
+                ..RewardConfig::default()
+            };
+            let judged = judge_completion(text, AnswerOrder::ThinkFirst, &target, &config);
+            let source = Source {
+                row: &row,
+                video: "videos/v1.mp4".into(),
+                step: 1,
+            };
+            let answer = judged.answer.as_ref().ok();
+            let row = CoolOffRow::of_rollout(
+                source,
+                Judged {
+                    answer,
+                    label: target.label,
+                    exact: judged.reward.exact,
+                    fmt: judged.reward.fmt,
+                    reward: judged.reward.total,
+                    group: 0,
+                    sample: 0,
+                },
+            );
+            (judged.reward.acc, row.map(|r| r.reward))
+        };
+        // Under `gaussian` the right rating earns R_acc < 1 off its
+        // interval's centre (MOS 4.0, μ = 0.75, Good's centre 0.7:
+        // e^−0.125 ≈ 0.88), and is kept all the same.
+        let (acc, row) = kept("<think>x</think>Good", AccuracyReward::Gaussian);
+        assert!(acc < 1.0, "{acc}");
+        assert_eq!(row, Some(acc + 0.5));
+        // A near miss earns a share of R_acc and is not kept.
+        let (acc, row) = kept("<think>x</think>Excellent", AccuracyReward::Distance);
+        assert_eq!((acc, row), (0.75, None));
+        let (acc, row) = kept("<think>x</think>Excellent", AccuracyReward::Gaussian);
+        assert!(acc > 0.0 && row.is_none(), "{acc}");
+        // `exact`: kept iff R_acc = 1, as before.
+        assert_eq!(
+            kept("<think>x</think>Good", AccuracyReward::Exact),
+            (1.0, Some(1.5))
+        );
+        assert_eq!(
+            kept("<think>x</think>Fair", AccuracyReward::Exact),
+            (0.0, None)
+        );
+        // A malformed answer is never kept.
+        assert_eq!(kept("Good", AccuracyReward::Distance), (0.0, None));
+        assert!(qualifies(true, 1.0));
+        assert!(!qualifies(false, 1.0) && !qualifies(true, 0.0));
     }
 }

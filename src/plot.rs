@@ -14,9 +14,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Panels drawn first, when present.
-pub const PREFERRED: [&str; 13] = [
+pub const PREFERRED: [&str; 14] = [
     "reward/mean",
     "reward/acc",
+    "reward/exact",
     "reward/acc_by_dimension/visual",
     "reward/acc_by_dimension/dynamic",
     "reward/acc_by_dimension/alignment",

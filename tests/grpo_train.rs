@@ -484,3 +484,76 @@ fn a_corrupt_video_met_mid_run_is_skipped_counted_and_named() {
     }
     assert_eq!(stderr.matches("skipping a video").count(), 3, "{stderr}");
 }
+
+#[test]
+fn a_run_with_the_distance_reward_logs_the_exact_match_rate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let manifest = dataset(&tmp.path().join("data"));
+    let text = config_text(tmp.path(), &manifest, "distance", 2)
+        + "log_rollouts = true\naccuracy_reward = \"distance\"\n";
+    train_from(&text, &[]);
+    let run = tmp.path().join("runs/distance");
+    let resolved = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(
+        resolved.contains("accuracy_reward = \"distance\""),
+        "{resolved}"
+    );
+    // Every row carries `reward/exact` (and per dimension) next to the
+    // graded `reward/acc`; they need not be equal, only rates in [0, 1].
+    let raw: Vec<serde_json::Value> = read_rows(&run.join("metrics.jsonl")).unwrap();
+    let rows = metrics(&run);
+    assert_eq!(rows.len(), 2);
+    let unit = |x: f32| x.is_finite() && (0.0..=1.0).contains(&x);
+    for (r, json) in rows.iter().zip(&raw) {
+        assert!(
+            json.get("reward/exact").is_some_and(|v| v.is_number()),
+            "{json}"
+        );
+        assert!(json.get("reward/exact_by_dimension").is_some(), "{json}");
+        let exact = r.reward_exact.expect("reward/exact");
+        assert!(unit(exact), "step {}: reward/exact {exact}", r.step);
+        assert!(
+            unit(r.reward_acc),
+            "step {}: reward/acc {}",
+            r.step,
+            r.reward_acc
+        );
+        let by = r.reward_exact_by_dimension;
+        for x in [by.visual, by.dynamic, by.alignment].into_iter().flatten() {
+            assert!(unit(x), "step {}: {by:?}", r.step);
+        }
+    }
+    // Each logged rollout's terms agree with the distance form, and the
+    // metrics are their means. (The untrained tiny model writes no
+    // well-formed answer, so here every R_acc and `exact` is 0; the graded
+    // values themselves are unit-tested in `reward.rs`, and the checks below
+    // hold for a model that does answer.)
+    let rollouts: Vec<RolloutRow> = read_rows(&run.join("rollouts.jsonl")).unwrap();
+    assert_eq!(rollouts.len(), 2 * 2 * 4, "2 steps × 2 prompts × G = 4");
+    for r in &rollouts {
+        match vgrpo::text::parse_answer(&r.text, vgrpo::text::AnswerOrder::ThinkFirst) {
+            Ok(answer) => {
+                let off = answer.rating.index().abs_diff(r.label.index()) as f32;
+                assert_eq!((r.fmt, r.acc), (1.0, 1.0 - off / 4.0), "{r:?}");
+                assert_eq!(r.exact, answer.rating == r.label, "{r:?}");
+            }
+            Err(_) => assert_eq!((r.fmt, r.acc, r.exact), (0.0, 0.0, false), "{r:?}"),
+        }
+        assert_eq!(r.reward, r.acc + 0.5 * r.fmt, "{r:?}");
+    }
+    for m in &rows {
+        let step: Vec<&RolloutRow> = rollouts.iter().filter(|r| r.step == m.step).collect();
+        let n = step.len() as f32;
+        let exact = step.iter().filter(|r| r.exact).count() as f32 / n;
+        let acc = step.iter().map(|r| r.acc).sum::<f32>() / n;
+        assert!(
+            (m.reward_exact.unwrap() - exact).abs() < 1e-6,
+            "step {}",
+            m.step
+        );
+        assert!((m.reward_acc - acc).abs() < 1e-6, "step {}", m.step);
+        // The cool-off keeps exactly the exact matches.
+        let kept = step.iter().filter(|r| r.exact).count();
+        assert_eq!(m.cooloff_rows, kept, "step {}", m.step);
+    }
+}

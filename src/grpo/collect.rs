@@ -13,7 +13,7 @@ use crate::data::{MosScale, Rating};
 use crate::inputs::Example;
 use crate::loader::TrainLoader;
 use crate::model::QwenVl;
-use crate::reward::judge_completion;
+use crate::reward::{Target, judge_completion};
 use crate::rng::Rng;
 use crate::rollout::{GroupPrompt, Rollout, Tokens, generate};
 use crate::text::{Answer, AnswerOrder, Tokenizer};
@@ -27,9 +27,12 @@ pub struct Scored {
     /// Index of its prompt in the step's batch.
     pub prompt: usize,
     pub label: Rating,
+    /// R_acc in the configured form.
     pub acc: f32,
     pub fmt: f32,
     pub reward: f32,
+    /// Well formed and rated `label` exactly (whatever the form of R_acc).
+    pub exact: bool,
     /// The well-formed answer, when the completion parsed.
     pub answer: Option<Answer>,
     /// The completion without its stop token.
@@ -218,17 +221,19 @@ impl Collector<'_> {
         Ok(groups)
     }
 
-    /// reward: parses a completion and scores it against the row's rating.
+    /// reward: parses a completion and scores it against the row's rating
+    /// and MOS.
     fn score(&self, rollout: Rollout, prompt: usize, e: &Example) -> Result<Scored, TrainError> {
-        let label = self.scale.rating(e.row.mos);
+        let target = Target::new(e.row.mos, &self.scale);
         let text = self.tokenizer.decode(rollout.body(), false)?;
-        let judged = judge_completion(&text, AnswerOrder::ThinkFirst, label, &self.cfg.reward());
+        let judged = judge_completion(&text, AnswerOrder::ThinkFirst, &target, &self.cfg.reward());
         Ok(Scored {
             prompt,
-            label,
+            label: target.label,
             acc: judged.reward.acc,
             fmt: judged.reward.fmt,
             reward: judged.reward.total,
+            exact: judged.reward.exact,
             answer: judged.answer.ok(),
             text,
             rollout,

@@ -5,7 +5,7 @@ use super::advantage::{AdvantageConfig, AdvantageScale};
 use super::loss::{KlEstimator, LossAggregation, PolicyLossConfig, PolicyLossError};
 use crate::config::rules::{Rules, Validate};
 use crate::data::synth::SynthConfig;
-use crate::reward::RewardConfig;
+use crate::reward::{AccuracyReward, DEFAULT_ACCURACY_SIGMA, RewardConfig};
 use crate::rollout::RolloutConfig;
 use crate::sampling::SamplingConfig;
 use serde::{Deserialize, Serialize};
@@ -78,6 +78,14 @@ pub struct GrpoConfig {
     pub top_k: usize,
     /// λ in R = R_acc + λ·R_fmt.
     pub format_weight: f32,
+    /// The form of R_acc: `exact` (the paper's: 1 iff the rating equals
+    /// the label), `distance` (1 − |i − j|/4) or `gaussian`
+    /// (exp(−(c_i − μ)²/(2σ²)) against the row's normalised MOS); see
+    /// [`AccuracyReward`].
+    pub accuracy_reward: AccuracyReward,
+    /// σ of the `gaussian` form on the MOS scale mapped to [0, 1] (0.1 =
+    /// half a rating interval; see [`DEFAULT_ACCURACY_SIGMA`]).
+    pub accuracy_sigma: f32,
     /// β, the KL weight (0 disables the KL term; KL is still measured).
     pub kl_coef: f32,
     pub kl_estimator: KlEstimator,
@@ -126,6 +134,8 @@ impl Default for GrpoConfig {
             top_p: 1.0,
             top_k: 0,
             format_weight: 0.5,
+            accuracy_reward: AccuracyReward::Exact,
+            accuracy_sigma: DEFAULT_ACCURACY_SIGMA,
             kl_coef: 0.04,
             kl_estimator: KlEstimator::K3,
             kl_placement: KlPlacement::Loss,
@@ -165,6 +175,8 @@ impl GrpoConfig {
     pub fn reward(&self) -> RewardConfig {
         RewardConfig {
             format_weight: self.format_weight,
+            accuracy: self.accuracy_reward,
+            accuracy_sigma: self.accuracy_sigma,
         }
     }
 
@@ -232,6 +244,18 @@ impl Validate for GrpoConfig {
             self.format_weight.is_finite() && self.format_weight >= 0.0,
             &key("format_weight"),
             || format!("format_weight must be ≥ 0, got {}", self.format_weight),
+        );
+        rules.check(
+            self.accuracy_sigma.is_finite() && self.accuracy_sigma > 0.0,
+            &key("accuracy_sigma"),
+            || {
+                format!(
+                    "accuracy_sigma must be finite and > 0 (the width of the gaussian accuracy \
+                     reward on the MOS scale mapped to [0, 1]; 0.1 = half a rating interval), \
+                     got {}",
+                    self.accuracy_sigma
+                )
+            },
         );
         rules.check(self.temperature > 0.0, &key("temperature"), || {
             format!(

@@ -21,8 +21,8 @@ pub struct StageSeconds {
     pub step: f64,
 }
 
-/// Mean R_acc of each dimension's rollouts in one step; `None` for a
-/// dimension the step's batch held no prompt of.
+/// Mean R_acc (or exact-match rate) of each dimension's rollouts in one
+/// step; `None` for a dimension the step's batch held no prompt of.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct AccuracyByDimension {
     pub visual: Option<f32>,
@@ -67,17 +67,29 @@ pub struct StepMetrics {
     pub reward_mean: f32,
     #[serde(rename = "reward/std")]
     pub reward_std: f32,
-    /// Mean R_acc: the fraction of rollouts with the right rating.
+    /// Mean R_acc, in the form the run trains on (`grpo.accuracy_reward`):
+    /// under `exact`, the fraction of rollouts with the right rating.
     #[serde(rename = "reward/acc")]
     pub reward_acc: f32,
+    /// The fraction of rollouts well formed and rated the label exactly,
+    /// whatever the form of R_acc (= `reward/acc` under `exact`): the
+    /// number to compare runs with different reward forms on. `None` only
+    /// in rows written before it existed.
+    #[serde(rename = "reward/exact", default)]
+    pub reward_exact: Option<f32>,
     /// Mean R_fmt (unweighted): the fraction that follows the format.
     #[serde(rename = "reward/fmt")]
     pub reward_fmt: f32,
     /// `reward/acc` per dimension. The pooled number hides a dimension the
-    /// judge cannot perceive: it sits at chance (0.2 for five ratings) while
-    /// another one learns. Absent from rows written before it existed.
+    /// judge cannot perceive: it sits at chance (0.2 for five ratings under
+    /// `exact`) while another one learns. Absent from rows written before it
+    /// existed.
     #[serde(rename = "reward/acc_by_dimension", default)]
     pub reward_acc_by_dimension: AccuracyByDimension,
+    /// `reward/exact` per dimension (chance: 0.2). Absent from rows written
+    /// before it existed.
+    #[serde(rename = "reward/exact_by_dimension", default)]
+    pub reward_exact_by_dimension: AccuracyByDimension,
     pub frac_reward_zero_std: f32,
     pub pg_loss: f32,
     /// Token-mean KL to the reference (measured whatever β is).
@@ -131,9 +143,14 @@ pub struct RolloutRow {
     pub text: String,
     pub tokens: usize,
     pub finish: crate::rollout::FinishReason,
+    /// R_acc in the run's form.
     pub acc: f32,
     pub fmt: f32,
     pub reward: f32,
+    /// Well formed and rated the label exactly (false in rows written
+    /// before it was recorded).
+    #[serde(default)]
+    pub exact: bool,
     pub advantage: f32,
 }
 

@@ -183,8 +183,11 @@ pub fn train(
             checkpoint(&actor, &config_json, &optimizer),
         )?;
         progress.step(&format!(
-            "reward {:.3} acc {:.2} kl {:.4}",
-            metrics.reward_mean, metrics.reward_acc, metrics.kl
+            "reward {:.3} acc {:.2} exact {:.2} kl {:.4}",
+            metrics.reward_mean,
+            metrics.reward_acc,
+            metrics.reward_exact.unwrap_or(f32::NAN),
+            metrics.kl
         ));
     }
     progress.finish();
@@ -332,7 +335,7 @@ fn append_cooloff(
         let judged = cooloff::Judged {
             answer: s.answer.as_ref(),
             label: s.label,
-            acc: s.acc,
+            exact: s.exact,
             fmt: s.fmt,
             reward: s.reward,
             group: s.rollout.group,
@@ -369,6 +372,7 @@ fn append_rollouts(
             acc: s.acc,
             fmt: s.fmt,
             reward: s.reward,
+            exact: s.exact,
             advantage: adv.advantages.values[i],
         })?;
     }
@@ -409,12 +413,19 @@ fn step_metrics(r: StepRecord<'_>) -> StepMetrics {
         reward_mean: reward_mean as f32,
         reward_std: reward_var.sqrt() as f32,
         reward_acc: mean(&|s| f64::from(s.acc)) as f32,
+        reward_exact: Some(mean(&|s| f64::from(u8::from(s.exact))) as f32),
         reward_fmt: mean(&|s| f64::from(s.fmt)) as f32,
         reward_acc_by_dimension: AccuracyByDimension::of(
             scored
                 .iter()
                 .map(|s| (r.batch.examples[s.prompt].row.dimension, s.acc)),
         ),
+        reward_exact_by_dimension: AccuracyByDimension::of(scored.iter().map(|s| {
+            (
+                r.batch.examples[s.prompt].row.dimension,
+                f32::from(u8::from(s.exact)),
+            )
+        })),
         frac_reward_zero_std: r.batch.frac_zero_std(),
         pg_loss: acc.pg_loss(),
         kl: acc.kl(),
