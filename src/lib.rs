@@ -18,6 +18,7 @@ pub mod raster;
 pub mod rng;
 pub mod run;
 pub mod schedule;
+pub mod tensorboard;
 pub mod train_state;
 
 // Inputs: manifest rows → decoded frames → prompt tokens → the model.

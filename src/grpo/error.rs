@@ -36,4 +36,6 @@ pub enum TrainError {
     KlReward(#[from] super::kl_reward::KlRewardError),
     #[error(transparent)]
     Tokenizer(#[from] crate::text::TokenizerError),
+    #[error(transparent)]
+    Events(#[from] crate::tensorboard::EventError),
 }

@@ -153,6 +153,8 @@ pub fn train(
         if let Some(log) = &mut logs.rollouts {
             append_rollouts(log, &batch, &adv, step)?;
         }
+        logs.events
+            .text(step, "rollouts", &sampled_rollouts(&batch, 2))?;
         let metrics = step_metrics(StepRecord {
             step,
             epoch,
@@ -176,7 +178,7 @@ pub fn train(
         state.step = step;
         state.data = loader.cursor();
         // The row goes into the log first, so the checkpoint commits it.
-        logs.metrics.append(&metrics)?;
+        logs.step_row(&metrics)?;
         run.end_step(
             &mut logs,
             &mut state,
@@ -377,6 +379,32 @@ fn append_rollouts(
         })?;
     }
     Ok(())
+}
+
+/// The first rollout of each of the step's first `groups` groups, as the
+/// Markdown TensorBoard's text panel shows.
+fn sampled_rollouts(batch: &Collected, groups: usize) -> String {
+    let g = batch.scored.len() / batch.examples.len().max(1);
+    batch
+        .scored
+        .iter()
+        .step_by(g.max(1))
+        .take(groups)
+        .map(|s| {
+            let row = &batch.examples[s.prompt].row;
+            format!(
+                "**{}** ({}, label {}, R_acc {}, R_fmt {}, R {:.2}):\n\n```\n{}\n```",
+                row.id,
+                row.dimension,
+                s.label.word(),
+                s.acc,
+                s.fmt,
+                s.reward,
+                s.text
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n\n")
 }
 
 /// What a step's metrics row is computed from.

@@ -323,7 +323,7 @@ pub fn run_pretrain(
         let step = state.step + 1;
         run.guard(&mut state, step, row.outcome)?;
         state.step = step;
-        logs.metrics.append(&row.log)?;
+        logs.step_row(&row.log)?;
         run.end_step(&mut logs, &mut state, checkpoint(&probe, &optimizer))?;
         progress.step(&format!("loss {:.4} lr {lr:.2e}", row.log.loss));
     }

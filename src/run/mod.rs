@@ -33,6 +33,7 @@ use crate::checkpoint::{CheckpointDir, CheckpointError, Resume};
 use crate::config::{Config, ConfigError};
 use crate::jsonl::{JsonlError, JsonlWriter};
 use crate::optim::StepOutcome;
+use crate::tensorboard::{EventError, EventWriter};
 use crate::train_state::{TrainState, TrainStateError};
 use std::path::{Path, PathBuf};
 
@@ -81,6 +82,8 @@ pub enum RunError {
     State(#[from] TrainStateError),
     #[error(transparent)]
     Log(#[from] JsonlError),
+    #[error(transparent)]
+    Events(#[from] EventError),
 }
 
 /// What a trainer tells the lifecycle about itself.
@@ -216,6 +219,7 @@ impl Run {
             None => JsonlWriter::create(path),
         };
         Ok(Logs {
+            events: EventWriter::create(&self.dir)?,
             metrics: open(&self.dir.join(METRICS_FILE), state.metrics_len)?,
             cooloff: extra
                 .cooloff
@@ -334,15 +338,32 @@ pub struct ExtraLogs<'a> {
     pub rollouts: Option<&'a Path>,
 }
 
-/// The open logs of a run, committed together with each checkpoint.
+/// The open logs of a run, committed together with each checkpoint (but
+/// the TensorBoard events, which a viewer reads and no resume needs).
 #[derive(Debug)]
 pub struct Logs {
     pub metrics: JsonlWriter,
     pub cooloff: Option<JsonlWriter>,
     pub rollouts: Option<JsonlWriter>,
+    /// `events.out.tfevents.*`: the metrics as TensorBoard scalars.
+    pub events: EventWriter,
 }
 
 impl Logs {
+    /// Logs a step's `metrics.jsonl` row, and its numbers as TensorBoard
+    /// scalars at the row's `step`.
+    pub fn step_row<T: serde::Serialize>(&mut self, row: &T) -> Result<(), RunError> {
+        self.metrics.append(row)?;
+        let value = serde_json::to_value(row).map_err(|e| JsonlError::Serialize {
+            path: self.metrics.path().to_path_buf(),
+            source: e,
+        })?;
+        let step = value.get("step").and_then(serde_json::Value::as_u64);
+        self.events.scalars(step.unwrap_or(0), &value)?;
+        self.events.flush()?;
+        Ok(())
+    }
+
     /// Syncs every log and records its length in `state`, so a resume from
     /// the checkpoint about to be written cuts each log back to here.
     pub fn commit(&mut self, state: &mut TrainState) -> Result<(), JsonlError> {

@@ -268,7 +268,7 @@ pub fn run_sft(
         state.step += 1;
         state.data = cursor.cursor();
         let row = sums.metrics_row(&state, outcome, lr, micro_per_epoch, sft.batch, t0);
-        logs.metrics.append(&row)?;
+        logs.step_row(&row)?;
         run.end_step(
             &mut logs,
             &mut state,
