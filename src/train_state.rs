@@ -272,6 +272,25 @@ pub fn save(dir: &Path, snapshot: &Snapshot<'_>) -> Result<(), TrainStateError> 
     snapshot.state.write(&dir.join(STATE_FILE))
 }
 
+/// The checkpoint writer a trainer of a [`QwenVl`] hands the run lifecycle
+/// (`crate::run::Run::end_step`): it saves the actor, its optimizer and the
+/// state the lifecycle passes in ([`save`]).
+pub fn writer<'a>(
+    actor: &'a QwenVl,
+    model_config_json: &'a str,
+    optimizer: &'a Optimizer,
+) -> impl FnOnce(&Path, &TrainState) -> Result<(), TrainStateError> + 'a {
+    move |dir, state| {
+        let snapshot = Snapshot {
+            actor,
+            model_config_json,
+            optimizer,
+            state,
+        };
+        save(dir, &snapshot)
+    }
+}
+
 /// A checkpoint read back: the actor with its saved weights and ids, the
 /// optimizer with its moments re-attached, and the run state.
 pub struct Restored {

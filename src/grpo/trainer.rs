@@ -41,10 +41,10 @@ use crate::progress::Progress;
 use crate::rollout::{FinishReason, Tokens};
 use crate::run::{ExtraLogs, Finish, Logs, Run, RunSpec};
 use crate::text::AnswerOrder;
-use crate::train_state::{self, Snapshot, TrainState, TrainStateError};
+use crate::train_state::{self, TrainState};
 use burn::module::Module;
 use burn::tensor::Device;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -182,7 +182,7 @@ pub fn train(
         run.end_step(
             &mut logs,
             &mut state,
-            checkpoint(&actor, &config_json, &optimizer),
+            train_state::writer(&actor, &config_json, &optimizer),
         )?;
         progress.step(&format!(
             "reward {:.3} acc {:.2} exact {:.2} kl {:.4}",
@@ -197,7 +197,7 @@ pub fn train(
     let final_dir = match run.finish(
         &mut logs,
         &mut state,
-        checkpoint(&actor, &config_json, &optimizer),
+        train_state::writer(&actor, &config_json, &optimizer),
     )? {
         Finish::Interrupted { .. } => None,
         Finish::Done { final_dir } => {
@@ -212,24 +212,6 @@ pub fn train(
         final_dir,
         cooloff: cooloff_path,
     })
-}
-
-/// What a GRPO checkpoint holds: the actor, its AdamW state and the run
-/// state ([`train_state::save`]).
-fn checkpoint<'a>(
-    actor: &'a QwenVl,
-    config_json: &'a str,
-    optimizer: &'a Optimizer,
-) -> impl FnOnce(&Path, &TrainState) -> Result<(), TrainStateError> + 'a {
-    move |dir, state| {
-        let snapshot = Snapshot {
-            actor,
-            model_config_json: config_json,
-            optimizer,
-            state,
-        };
-        train_state::save(dir, &snapshot)
-    }
 }
 
 /// GRPO's manifest (`grpo.manifest`, written from `grpo.synth` when

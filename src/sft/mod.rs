@@ -34,7 +34,7 @@ use crate::run::{ExtraLogs, Finish, Run, RunError, RunSpec};
 use crate::score::gather_rating_logits;
 use crate::sft_loss::{SftLossConfig, SftLossError, SftLossInputs, sft_loss};
 use crate::text::RatingSite;
-use crate::train_state::{self, Snapshot, TrainState, TrainStateError};
+use crate::train_state::{self, TrainState, TrainStateError};
 use crate::video::OrderedPool;
 use burn::optim::GradientsParams;
 use burn::tensor::Device;
@@ -272,7 +272,7 @@ pub fn run_sft(
         run.end_step(
             &mut logs,
             &mut state,
-            checkpoint(&model, &config_json, &optimizer),
+            train_state::writer(&model, &config_json, &optimizer),
         )?;
         progress.step(&format!(
             "loss {:.4} ce {:.4} mse {:.4} lr {:.2e}",
@@ -285,7 +285,7 @@ pub fn run_sft(
     let finish = run.finish(
         &mut logs,
         &mut state,
-        checkpoint(&model, &config_json, &optimizer),
+        train_state::writer(&model, &config_json, &optimizer),
     )?;
     let final_dir = run.dir().join("final");
     let interrupted = matches!(finish, Finish::Interrupted { .. });
@@ -302,24 +302,6 @@ pub fn run_sft(
         last,
         seconds: started.elapsed().as_secs_f64(),
     })
-}
-
-/// What an SFT checkpoint holds: the model, its AdamW state and the run
-/// state ([`train_state::save`]).
-fn checkpoint<'a>(
-    model: &'a QwenVl,
-    config_json: &'a str,
-    optimizer: &'a Optimizer,
-) -> impl FnOnce(&std::path::Path, &TrainState) -> Result<(), TrainStateError> + 'a {
-    move |dir, state| {
-        let snapshot = Snapshot {
-            actor: model,
-            model_config_json: config_json,
-            optimizer,
-            state,
-        };
-        train_state::save(dir, &snapshot)
-    }
 }
 
 /// Decoding workers that prepare the items in `cursor`'s order, ahead of
