@@ -25,6 +25,7 @@ use crate::data::MosScale;
 use crate::device::DeviceSpec;
 use crate::eval::config::EvalConfig;
 use crate::grpo::config::GrpoConfig;
+use crate::model::LoraConfig;
 use crate::model_source::ModelConfig;
 use crate::optim::OptimConfig;
 use crate::pipeline::config::PipelineConfig;
@@ -46,6 +47,9 @@ pub struct Config {
     pub video: VideoConfig,
     #[serde(default)]
     pub model: ModelConfig,
+    /// `[lora]`: present, every trainer trains adapters on a frozen base.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora: Option<LoraConfig>,
     #[serde(default)]
     pub optim: OptimConfig,
     #[serde(default)]
@@ -173,6 +177,9 @@ impl Validate for Config {
         self.data.validate("data", rules);
         Validate::validate(&self.video, "video", rules);
         self.model.validate("model", rules);
+        if let Some(lora) = &self.lora {
+            lora.validate("lora", rules);
+        }
         self.optim.validate("optim", rules);
         self.grpo.validate("grpo", rules);
         self.eval.validate("eval", rules);

@@ -502,6 +502,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 model: vgrpo::model_source::ModelConfig {
                     path: model,
                     tokenizer: None,
+                    adapter: None,
                 },
                 video,
                 dimension,

@@ -36,6 +36,11 @@ pub struct ModelConfig {
     pub path: Option<PathBuf>,
     /// `tokenizer.json` to use instead of the one found with the model.
     pub tokenizer: Option<PathBuf>,
+    /// A PEFT LoRA adapter directory (`adapter_config.json` +
+    /// `adapter_model.safetensors`, e.g. from a LLaMA-Factory SFT or
+    /// `runs/<name>/final/adapter`): merged into the weights at load, so
+    /// the merged model is the starting policy (and a LoRA run's reference).
+    pub adapter: Option<PathBuf>,
 }
 
 impl Validate for ModelConfig {
@@ -235,6 +240,7 @@ mod tests {
         let cfg = ModelConfig {
             path: Some(hf.clone()),
             tokenizer: None,
+            adapter: None,
         };
         let again = load_model(&cfg, 99, &device).unwrap();
         assert_eq!(again.origin, ModelOrigin::HfDir(hf));
@@ -257,6 +263,7 @@ mod tests {
         let cfg = ModelConfig {
             path: Some(ckpt.clone()),
             tokenizer: None,
+            adapter: None,
         };
         let from_ckpt = load_model(&cfg, 99, &device).unwrap();
         assert_eq!(from_ckpt.origin, ModelOrigin::Checkpoint(ckpt));
@@ -265,6 +272,7 @@ mod tests {
         let cfg = ModelConfig {
             path: Some(tmp.path().to_path_buf()),
             tokenizer: None,
+            adapter: None,
         };
         assert!(matches!(
             load_model(&cfg, 0, &device),

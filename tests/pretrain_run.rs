@@ -68,6 +68,7 @@ fn trains_the_tower_only_and_repeats_exactly() {
         let cfg = ModelConfig {
             path: Some(dir.to_path_buf()),
             tokenizer: None,
+            adapter: None,
         };
         load_model(&cfg, 0, &device).unwrap().model
     };

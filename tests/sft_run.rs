@@ -192,11 +192,13 @@ fn run_resumes_exactly_and_exports_a_loadable_model() {
     let cfg = ModelConfig {
         path: Some(straight.final_dir.clone()),
         tokenizer: None,
+        adapter: None,
     };
     let a = load_model(&cfg, 0, &device).unwrap();
     let cfg = ModelConfig {
         path: Some(resumed.final_dir.clone()),
         tokenizer: None,
+        adapter: None,
     };
     let b = load_model(&cfg, 0, &device).unwrap();
     let w = |m: &vgrpo::model::QwenVl| {
@@ -315,6 +317,7 @@ fn cool_off_trains_rating_first_answers_joined_to_the_manifest() {
         &ModelConfig {
             path: Some(summary.final_dir),
             tokenizer: None,
+            adapter: None,
         },
         0,
         &device,

@@ -238,6 +238,7 @@ fn load_reference(
             let source = ModelConfig {
                 path: Some(dir.clone()),
                 tokenizer: None,
+                adapter: None,
             };
             load_model(&source, config.run.seed, device)?.model
         }

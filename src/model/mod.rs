@@ -3,8 +3,9 @@
 //! One file per concern, in data-flow order: `config` (HF `config.json`),
 //! `processor` (video frames -> pixel patches), `position` (M-RoPE ids,
 //! windows), `rope`, `layers`, `vision`, `text`, `cache`, `qwen_vl` (the
-//! whole model and its inputs), `weights` (HF safetensors import/export),
-//! `store` (Burn-native checkpoints), `logprob` (teacher-forced log-probs),
+//! whole model and its inputs), `lora` (adapters on the projections),
+//! `weights` (HF safetensors import/export), `store` (Burn-native
+//! checkpoints), `logprob` (teacher-forced log-probs),
 //! `check` (compare against a transformers reference file).
 
 pub mod cache;
@@ -13,6 +14,7 @@ pub mod config;
 pub mod error;
 pub mod layers;
 pub mod logprob;
+pub mod lora;
 pub mod position;
 pub mod processor;
 pub mod qwen_vl;
@@ -26,5 +28,6 @@ pub use cache::KvCache;
 pub use check::{CheckReport, check_model};
 pub use config::{Arch, QwenVlConfig};
 pub use error::{ModelError, Result};
+pub use lora::{LoraConfig, LoraLinear};
 pub use position::Grid;
 pub use qwen_vl::{Batch, QwenVl, VideoInput};

@@ -5,13 +5,13 @@
 use std::path::Path;
 
 use burn::module::{Module, ModuleMapper, Param};
-use burn::nn::Linear;
 use burn::tensor::{Device, FloatDType, Int, Tensor, TensorData};
 
 use super::cache::{KvCache, causal_mask};
 use super::config::QwenVlConfig;
 use super::error::{ModelError, Result};
 use super::layers::linear;
+use super::lora::LoraLinear;
 use super::position::{Grid, RopeLayout, TOKEN_TEXT, TOKEN_VIDEO, rope_index};
 use super::rope::text_rotary;
 use super::text::{DeepStack, TextModel};
@@ -215,7 +215,7 @@ pub struct QwenVlModel {
 #[derive(Module, Debug)]
 pub struct QwenVl {
     pub model: QwenVlModel,
-    pub lm_head: Option<Linear>,
+    pub lm_head: Option<LoraLinear>,
     #[module(skip)]
     pub config: QwenVlConfig,
 }

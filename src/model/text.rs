@@ -4,20 +4,21 @@
 //! come from the module paths.
 
 use burn::module::Module;
-use burn::nn::{Embedding, EmbeddingConfig, Linear};
+use burn::nn::{Embedding, EmbeddingConfig};
 use burn::tensor::{Device, Int, Tensor};
 
 use super::cache::{KvCache, LayerSlot, StepKv};
 use super::config::{Activation, TextConfig};
 use super::layers::{RmsNorm, activate, apply_rotary, linear, softmax_f32, to_f32};
+use super::lora::LoraLinear;
 
 /// Self-attention with grouped K/V heads.
 #[derive(Module, Debug)]
 pub struct Attention {
-    pub q_proj: Linear,
-    pub k_proj: Linear,
-    pub v_proj: Linear,
-    pub o_proj: Linear,
+    pub q_proj: LoraLinear,
+    pub k_proj: LoraLinear,
+    pub v_proj: LoraLinear,
+    pub o_proj: LoraLinear,
     /// Qwen3: RMSNorm over each head's `head_dim` before RoPE.
     pub q_norm: Option<RmsNorm>,
     pub k_norm: Option<RmsNorm>,
@@ -55,7 +56,7 @@ impl Attention {
         cache: Option<LayerSlot<'_>>,
     ) -> Tensor<3> {
         let [b, t, _] = x.dims();
-        let heads = |proj: &Linear, n: usize, norm: &Option<RmsNorm>| {
+        let heads = |proj: &LoraLinear, n: usize, norm: &Option<RmsNorm>| {
             let y = proj.forward(x.clone()).reshape([b, t, n, self.head_dim]);
             let y = match norm {
                 Some(norm) => norm.forward(y),
@@ -163,9 +164,9 @@ fn stack_mask(mask: Tensor<4>, attn: &Attention) -> Tensor<4> {
 /// SwiGLU feed-forward: `down(act(gate(x)) * up(x))`.
 #[derive(Module, Debug)]
 pub struct GatedMlp {
-    pub gate_proj: Linear,
-    pub up_proj: Linear,
-    pub down_proj: Linear,
+    pub gate_proj: LoraLinear,
+    pub up_proj: LoraLinear,
+    pub down_proj: LoraLinear,
     #[module(skip)]
     pub act: Activation,
 }

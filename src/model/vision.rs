@@ -6,7 +6,7 @@
 //! DeepStack mergers on intermediate blocks.
 
 use burn::module::Module;
-use burn::nn::{Embedding, EmbeddingConfig, Linear};
+use burn::nn::{Embedding, EmbeddingConfig};
 use burn::tensor::activation::gelu;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
@@ -14,6 +14,7 @@ use super::config::{Activation, Arch, VisionConfig};
 use super::layers::{
     LayerNorm, Norm, RmsNorm, activate, apply_rotary, linear, softmax_f32, to_dtype, to_f32,
 };
+use super::lora::LoraLinear;
 use super::position::{
     Grid, frame_segments, position_table_taps, vision_patch_coords, window_index,
 };
@@ -26,13 +27,13 @@ use super::text::GatedMlp;
 /// checkpoint's 5-D kernel is reshaped on load and export.
 #[derive(Module, Debug)]
 pub struct PatchEmbed {
-    pub proj: Linear,
+    pub proj: LoraLinear,
 }
 
 #[derive(Module, Debug)]
 pub struct VisionAttention {
-    pub qkv: Linear,
-    pub proj: Linear,
+    pub qkv: LoraLinear,
+    pub proj: LoraLinear,
     pub num_heads: usize,
 }
 
@@ -92,8 +93,8 @@ pub enum VisionMlp {
 
 #[derive(Module, Debug)]
 pub struct PlainMlp {
-    pub linear_fc1: Linear,
-    pub linear_fc2: Linear,
+    pub linear_fc1: LoraLinear,
+    pub linear_fc2: LoraLinear,
     #[module(skip)]
     pub act: Activation,
 }
@@ -134,8 +135,8 @@ impl VisionBlock {
 #[derive(Module, Debug)]
 pub struct Qwen25Merger {
     pub ln_q: RmsNorm,
-    pub mlp_0: Linear,
-    pub mlp_2: Linear,
+    pub mlp_0: LoraLinear,
+    pub mlp_2: LoraLinear,
 }
 
 /// Qwen3-VL merger: LayerNorm before (`merger`) or after (DeepStack mergers,
@@ -143,8 +144,8 @@ pub struct Qwen25Merger {
 #[derive(Module, Debug)]
 pub struct Qwen3Merger {
     pub norm: LayerNorm,
-    pub linear_fc1: Linear,
-    pub linear_fc2: Linear,
+    pub linear_fc1: LoraLinear,
+    pub linear_fc2: LoraLinear,
     pub postshuffle: bool,
 }
 

@@ -206,7 +206,7 @@ fn joined(path: &[Step]) -> String {
 
 fn is_linear_weight(path: &[Step]) -> bool {
     path.last()
-        .is_some_and(|s| s.name == "weight" && s.container == "Struct:Linear")
+        .is_some_and(|s| s.name == "weight" && s.container == "Struct:LoraLinear")
 }
 
 struct Loader<'a> {
