@@ -38,6 +38,7 @@ pub mod logits;
 pub mod reward;
 pub mod rollout;
 pub mod sampling;
+pub mod trainable;
 
 // SFT and evaluation.
 pub mod eval;

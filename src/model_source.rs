@@ -67,6 +67,11 @@ pub enum ModelSourceError {
     )]
     NotAModel { path: PathBuf },
     #[error(
+        "{path} is a LoRA checkpoint: it holds only the adapters, not a whole model; use the \
+         run's final/ export (the merged model), or resume the run"
+    )]
+    AdaptersOnly { path: PathBuf },
+    #[error(
         "no tokenizer for the model at {path}: it has no tokenizer.json and is not the tiny \
          model; set [model] tokenizer"
     )]
@@ -149,6 +154,8 @@ pub fn load_model(
         let config = QwenVlConfig::from_json(&json).map_err(model_err)?;
         let model = train_state::load_actor(dir, QwenVl::new(&config, device))?;
         (model, json, ModelOrigin::Checkpoint(dir.clone()))
+    } else if dir.join(train_state::ADAPTERS_FILE).is_file() {
+        return Err(ModelSourceError::AdaptersOnly { path: dir.clone() });
     } else {
         return Err(ModelSourceError::NotAModel { path: dir.clone() });
     };

@@ -3,6 +3,8 @@
 //! ```text
 //! step_000010/
 //!   actor.bpk           actor weights, Burn's burnpack store, with parameter ids
+//!   (adapters.bpk)      instead, in a LoRA run: only the adapter factors —
+//!                       the frozen base is rebuilt from the run's model
 //!   optimizer.bpk       AdamW moments and step counts, keyed by parameter id
 //!   model_config.json   the HF config.json the actor was built from
 //!   train_state.json    step, RNG states, data cursor, JSONL lengths, counters
@@ -24,7 +26,7 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::module::Module;
+use burn::module::{Module, ParamGroup};
 use burn::store::ModuleRecord;
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +36,7 @@ use crate::optim::{OptimError, Optimizer};
 use crate::rng::Rng;
 
 pub const ACTOR_FILE: &str = "actor.bpk";
+pub const ADAPTERS_FILE: &str = "adapters.bpk";
 pub const OPTIMIZER_FILE: &str = "optimizer.bpk";
 pub const MODEL_CONFIG_FILE: &str = "model_config.json";
 pub const STATE_FILE: &str = "train_state.json";
@@ -68,6 +71,18 @@ pub enum TrainStateError {
          resume with the model the checkpoint was trained from"
     )]
     ConfigMismatch { path: PathBuf, difference: String },
+    #[error(
+        "{path}: {}",
+        if *checkpoint_has_adapters {
+            "the checkpoint holds LoRA adapters but the run has no [lora] section"
+        } else {
+            "the checkpoint holds full weights but the run has a [lora] section"
+        }
+    )]
+    LoraMismatch {
+        path: PathBuf,
+        checkpoint_has_adapters: bool,
+    },
     #[error(transparent)]
     Optimizer(#[from] OptimError),
 }
@@ -203,7 +218,9 @@ pub fn load_module<M: Module>(path: &Path, fresh: M) -> Result<M, TrainStateErro
 }
 
 /// Writes the actor's weights with their parameter ids and the
-/// `config.json` text it was built from.
+/// `config.json` text it was built from. An actor with adapters writes only
+/// them ([`ADAPTERS_FILE`]): its base is frozen, so the run's model
+/// rebuilds it exactly, and only the adapters have optimizer state.
 pub fn save_actor(dir: &Path, actor: &QwenVl, config_json: &str) -> Result<(), TrainStateError> {
     let config_path = dir.join(MODEL_CONFIG_FILE);
     let parsed =
@@ -215,13 +232,26 @@ pub fn save_actor(dir: &Path, actor: &QwenVl, config_json: &str) -> Result<(), T
     // against the wrong thing.
     check_same_config(&config_path, &parsed, &actor.config)?;
     std::fs::write(&config_path, config_json).map_err(io(&config_path))?;
-    save_module(&dir.join(ACTOR_FILE), actor)
+    let adapters = actor.adapter_ids();
+    if adapters.is_empty() {
+        return save_module(&dir.join(ACTOR_FILE), actor);
+    }
+    let path = dir.join(ADAPTERS_FILE);
+    actor
+        .clone()
+        .into_record_group(ParamGroup::from_ids(adapters))
+        .save(&path)
+        .map_err(|e| TrainStateError::Weights {
+            path: path.clone(),
+            message: e.to_string(),
+        })
 }
 
 /// Loads the weights [`save_actor`] wrote into `fresh` (a model built from
-/// the run's config on the training device), restoring the parameter ids.
-/// Every tensor must match by name and shape; the checkpoint's model
-/// config must equal `fresh`'s.
+/// the run's config on the training device — for a LoRA checkpoint, the
+/// run's base with fresh adapters on the same projections), restoring the
+/// parameter ids. Every saved tensor must match by name and shape; the
+/// checkpoint's model config must equal `fresh`'s.
 pub fn load_actor(dir: &Path, fresh: QwenVl) -> Result<QwenVl, TrainStateError> {
     let config_path = dir.join(MODEL_CONFIG_FILE);
     let text = std::fs::read_to_string(&config_path).map_err(io(&config_path))?;
@@ -230,7 +260,35 @@ pub fn load_actor(dir: &Path, fresh: QwenVl) -> Result<QwenVl, TrainStateError> 
         source,
     })?;
     check_same_config(&config_path, &saved, &fresh.config)?;
-    load_module(&dir.join(ACTOR_FILE), fresh)
+    let adapters = dir.join(ADAPTERS_FILE);
+    match (adapters.is_file(), fresh.has_adapters()) {
+        (false, false) => load_module(&dir.join(ACTOR_FILE), fresh),
+        (true, true) => load_adapters(&adapters, fresh),
+        (saved, _) => Err(TrainStateError::LoraMismatch {
+            path: dir.to_path_buf(),
+            checkpoint_has_adapters: saved,
+        }),
+    }
+}
+
+/// Applies an adapters-only record over `fresh`: every adapter of `fresh`
+/// must be in it (and nothing else may be), the base stays as built.
+fn load_adapters(path: &Path, fresh: QwenVl) -> Result<QwenVl, TrainStateError> {
+    let weights = |message: String| TrainStateError::Weights {
+        path: path.to_path_buf(),
+        message,
+    };
+    let record = ModuleRecord::load(path).map_err(|e| weights(e.to_string()))?;
+    let saved = record.len();
+    let expected = fresh.adapter_ids().len();
+    if saved != expected {
+        return Err(weights(format!(
+            "{saved} adapter tensors, the run's [lora] gives {expected}"
+        )));
+    }
+    fresh
+        .try_load_record(record.allow_partial(true))
+        .map_err(|e| weights(e.to_string()))
 }
 
 /// Errors unless the two configs are equal, naming the first differing field.

@@ -16,8 +16,10 @@
 //!
 //! Devices: the actor lives on the autodiff device and is trained there;
 //! rollouts and the `old` log-probs use its `valid()` snapshot (plain
-//! device, no graph); the reference is a frozen plain-device copy of the
-//! starting actor (or `grpo.reference`). Decoding of the next batches runs
+//! device, no graph); the reference is the starting actor with its
+//! adapters off on the plain device ([`reference_of`]: with `[lora]` the
+//! frozen base itself, shared, else a snapshot of the starting weights),
+//! or `grpo.reference`. Decoding of the next batches runs
 //! on worker threads while the model updates ([`TrainLoader`]).
 
 pub use super::error::TrainError;
@@ -35,13 +37,14 @@ use crate::data::{BatchCursor, Manifest, Split};
 use crate::jsonl::JsonlWriter;
 use crate::loader::{Preparer, TrainLoader};
 use crate::model::QwenVl;
-use crate::model_source::{LoadedModel, ModelConfig, export_model, load_model};
+use crate::model_source::{ModelConfig, export_model, load_model};
 use crate::optim::{Optimizer, freeze_vision};
 use crate::progress::Progress;
 use crate::rollout::{FinishReason, Tokens};
 use crate::run::{ExtraLogs, Finish, Logs, Run, RunSpec};
 use crate::text::AnswerOrder;
 use crate::train_state::{self, TrainState};
+use crate::trainable::{reference_of, trainable};
 use burn::module::Module;
 use burn::tensor::Device;
 use std::path::PathBuf;
@@ -80,7 +83,8 @@ pub fn train(
     let manifest = Arc::new(load_manifest(config)?);
     let train_device = device.clone().autodiff();
     let loaded = load_model(&config.model, config.run.seed, &train_device)?;
-    let reference = load_reference(config, &loaded, device)?;
+    let start = trainable(loaded.model, config.lora.as_ref(), config.run.seed);
+    let reference = load_reference(config, &start, device)?;
 
     let spec = RunSpec {
         config,
@@ -91,7 +95,7 @@ pub fn train(
     };
     let run = Run::open(&spec, resume)?;
     let config_json = loaded.config_json.clone();
-    let (mut actor, mut optimizer, mut state) = restore(&run, loaded.model, config)?;
+    let (mut actor, mut optimizer, mut state) = restore(&run, start, config)?;
     let tokenizer = Arc::new(loaded.tokenizer);
     let tokens = Tokens::of(&tokenizer);
     let mut loader = train_loader(config, &manifest, &actor, &tokenizer, &state)?;
@@ -201,7 +205,12 @@ pub fn train(
     )? {
         Finish::Interrupted { .. } => None,
         Finish::Done { final_dir } => {
-            export_model(&actor.valid(), &config_json, &tokenizer, &final_dir)?;
+            export_model(
+                &actor.valid().merged(),
+                &config_json,
+                &tokenizer,
+                &final_dir,
+            )?;
             Some(final_dir)
         }
     };
@@ -227,12 +236,9 @@ fn load_manifest(config: &Config) -> Result<Manifest, TrainError> {
     )?)
 }
 
-/// The frozen reference: `grpo.reference`, else the starting actor.
-fn load_reference(
-    config: &Config,
-    loaded: &LoadedModel,
-    device: &Device,
-) -> Result<QwenVl, TrainError> {
+/// The frozen reference: `grpo.reference`, else the starting actor with its
+/// adapters off ([`reference_of`]).
+fn load_reference(config: &Config, start: &QwenVl, device: &Device) -> Result<QwenVl, TrainError> {
     Ok(match &config.grpo.reference {
         Some(dir) => {
             let source = ModelConfig {
@@ -242,7 +248,7 @@ fn load_reference(
             };
             load_model(&source, config.run.seed, device)?.model
         }
-        None => loaded.model.valid(),
+        None => reference_of(start),
     })
 }
 

@@ -28,7 +28,7 @@
 //! vision tower and its mergers only with `vision = true` (EasyR1's
 //! default leaves the tower out).
 
-use burn::module::{Module, Param};
+use burn::module::{Module, Param, ParamId};
 use burn::tensor::module::linear;
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
@@ -362,11 +362,21 @@ impl QwenVl {
 
     /// Whether any projection carries an adapter.
     pub fn has_adapters(&self) -> bool {
+        !self.adapter_ids().is_empty()
+    }
+
+    /// The parameter ids of every adapter factor, in
+    /// [`projections_mut`](Self::projections_mut) order (A before B): what
+    /// a LoRA run trains and checkpoints.
+    pub fn adapter_ids(&self) -> Vec<ParamId> {
+        // A clone shares the tensors; it only lends `projections_mut`.
         let mut model = self.clone();
         model
             .projections_mut()
-            .iter()
-            .any(|(_, p)| p.adapter.is_some())
+            .into_iter()
+            .filter_map(|(_, p)| p.adapter.as_ref())
+            .flat_map(|a| [a.lora_a.id, a.lora_b.id])
+            .collect()
     }
 
     /// The same model with every adapter removed: the base policy, sharing

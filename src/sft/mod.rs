@@ -35,7 +35,9 @@ use crate::score::gather_rating_logits;
 use crate::sft_loss::{SftLossConfig, SftLossError, SftLossInputs, sft_loss};
 use crate::text::RatingSite;
 use crate::train_state::{self, TrainState, TrainStateError};
+use crate::trainable::trainable;
 use crate::video::OrderedPool;
+use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::Device;
 use data::{SftDataError, SftItem, SftSample, SftTensors, prepare_sample, sft_tensors};
@@ -227,7 +229,10 @@ pub fn run_sft(
     let tokenizer = loaded.tokenizer;
     let config_json = loaded.config_json;
     let optimizer = Optimizer::new(&cfg.optim);
-    let fresh = (loaded.model, optimizer);
+    let fresh = (
+        trainable(loaded.model, cfg.lora.as_ref(), cfg.run.seed),
+        optimizer,
+    );
     let ((model, mut optimizer), mut state) = run.restore(
         || fresh.clone(),
         |dir| {
@@ -290,7 +295,12 @@ pub fn run_sft(
     let final_dir = run.dir().join("final");
     let interrupted = matches!(finish, Finish::Interrupted { .. });
     if !interrupted {
-        export_model(&model, &config_json, &tokenizer, &final_dir)?;
+        export_model(
+            &model.valid().merged(),
+            &config_json,
+            &tokenizer,
+            &final_dir,
+        )?;
     }
     Ok(SftSummary {
         run_dir: run.dir().to_path_buf(),
