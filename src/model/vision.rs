@@ -83,6 +83,8 @@ impl VisionAttention {
 }
 
 /// Feed-forward of one vision block.
+// One per block, built once: the size of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum VisionMlp {
     /// Qwen2.5-VL: SwiGLU with biases (`gate_proj`, `up_proj`, `down_proj`).
