@@ -7,7 +7,6 @@ use burn::tensor::activation::{gelu, gelu_approximate, silu};
 use burn::tensor::{DType, Device, FloatDType, Tensor};
 
 use super::config::Activation;
-use super::lora::LoraLinear;
 
 /// RMSNorm in f32: `x / sqrt(mean(x^2) + eps) * weight` (HF `Qwen2RMSNorm`).
 #[derive(Module, Debug)]
@@ -89,10 +88,6 @@ pub fn activate<const D: usize>(act: Activation, x: Tensor<D>) -> Tensor<D> {
         Activation::Gelu => gelu(x),
         Activation::GeluTanh => gelu_approximate(x),
     }
-}
-
-pub fn linear(d_in: usize, d_out: usize, bias: bool, device: &Device) -> LoraLinear {
-    LoraLinear::new(d_in, d_out, bias, device)
 }
 
 /// `rotate_half`: `[x1, x2] -> [-x2, x1]` on the last dim.

@@ -3,11 +3,13 @@
 //! One file per concern, in data-flow order: `config` (HF `config.json`),
 //! `processor` (video frames -> pixel patches), `position` (M-RoPE ids,
 //! windows), `rope`, `layers`, `vision`, `text`, `cache`, `qwen_vl` (the
-//! whole model and its inputs), `lora` (adapters on the projections),
-//! `weights` (HF safetensors import/export), `store` (Burn-native
-//! checkpoints), `logprob` (teacher-forced log-probs),
-//! `check` (compare against a transformers reference file).
+//! whole model and its inputs), `lora` (the projection layer and its
+//! adapter), `adapters` (the model's adapters as a whole), `weights` (HF
+//! safetensors import/export), `store` (Burn-native checkpoints),
+//! `logprob` (teacher-forced log-probs), `check` (compare against a
+//! transformers reference file).
 
+pub mod adapters;
 pub mod cache;
 pub mod check;
 pub mod config;

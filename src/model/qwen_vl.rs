@@ -10,7 +10,6 @@ use burn::tensor::{Device, FloatDType, Int, Tensor, TensorData};
 use super::cache::{KvCache, causal_mask};
 use super::config::QwenVlConfig;
 use super::error::{ModelError, Result};
-use super::layers::linear;
 use super::lora::LoraLinear;
 use super::position::{Grid, RopeLayout, TOKEN_TEXT, TOKEN_VIDEO, rope_index};
 use super::rope::text_rotary;
@@ -230,7 +229,7 @@ impl QwenVl {
                 language_model: TextModel::new(t, device),
             },
             lm_head: (!config.tie_word_embeddings)
-                .then(|| linear(t.hidden_size, t.vocab_size, false, device)),
+                .then(|| LoraLinear::new(t.hidden_size, t.vocab_size, false, device)),
             config: config.clone(),
         }
     }

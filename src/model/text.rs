@@ -9,7 +9,7 @@ use burn::tensor::{Device, Int, Tensor};
 
 use super::cache::{KvCache, LayerSlot, StepKv};
 use super::config::{Activation, TextConfig};
-use super::layers::{RmsNorm, activate, apply_rotary, linear, softmax_f32, to_f32};
+use super::layers::{RmsNorm, activate, apply_rotary, softmax_f32, to_f32};
 use super::lora::LoraLinear;
 
 /// Self-attention with grouped K/V heads.
@@ -32,10 +32,10 @@ impl Attention {
         let (h, hd) = (c.hidden_size, c.head_dim);
         let qk_norm = || c.qk_norm.then(|| RmsNorm::new(hd, c.rms_norm_eps, device));
         Attention {
-            q_proj: linear(h, c.num_attention_heads * hd, c.qkv_bias, device),
-            k_proj: linear(h, c.num_key_value_heads * hd, c.qkv_bias, device),
-            v_proj: linear(h, c.num_key_value_heads * hd, c.qkv_bias, device),
-            o_proj: linear(c.num_attention_heads * hd, h, c.o_bias, device),
+            q_proj: LoraLinear::new(h, c.num_attention_heads * hd, c.qkv_bias, device),
+            k_proj: LoraLinear::new(h, c.num_key_value_heads * hd, c.qkv_bias, device),
+            v_proj: LoraLinear::new(h, c.num_key_value_heads * hd, c.qkv_bias, device),
+            o_proj: LoraLinear::new(c.num_attention_heads * hd, h, c.o_bias, device),
             q_norm: qk_norm(),
             k_norm: qk_norm(),
             num_heads: c.num_attention_heads,
@@ -174,9 +174,9 @@ pub struct GatedMlp {
 impl GatedMlp {
     pub fn new(d_model: usize, d_ff: usize, bias: bool, act: Activation, device: &Device) -> Self {
         GatedMlp {
-            gate_proj: linear(d_model, d_ff, bias, device),
-            up_proj: linear(d_model, d_ff, bias, device),
-            down_proj: linear(d_ff, d_model, bias, device),
+            gate_proj: LoraLinear::new(d_model, d_ff, bias, device),
+            up_proj: LoraLinear::new(d_model, d_ff, bias, device),
+            down_proj: LoraLinear::new(d_ff, d_model, bias, device),
             act,
         }
     }

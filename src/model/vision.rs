@@ -12,7 +12,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::config::{Activation, Arch, VisionConfig};
 use super::layers::{
-    LayerNorm, Norm, RmsNorm, activate, apply_rotary, linear, softmax_f32, to_dtype, to_f32,
+    LayerNorm, Norm, RmsNorm, activate, apply_rotary, softmax_f32, to_dtype, to_f32,
 };
 use super::lora::LoraLinear;
 use super::position::{
@@ -213,14 +213,14 @@ impl VisionModel {
         let qwen3_merger = |postshuffle: bool| {
             PatchMerger::Qwen3(Qwen3Merger {
                 norm: LayerNorm::new(if postshuffle { merged } else { d }, 1e-6, device),
-                linear_fc1: linear(merged, merged, true, device),
-                linear_fc2: linear(merged, c.out_hidden_size, true, device),
+                linear_fc1: LoraLinear::new(merged, merged, true, device),
+                linear_fc2: LoraLinear::new(merged, c.out_hidden_size, true, device),
                 postshuffle,
             })
         };
         VisionModel {
             patch_embed: PatchEmbed {
-                proj: linear(c.patch_dim(), d, arch == Arch::Qwen3Vl, device),
+                proj: LoraLinear::new(c.patch_dim(), d, arch == Arch::Qwen3Vl, device),
             },
             pos_embed: (arch == Arch::Qwen3Vl)
                 .then(|| EmbeddingConfig::new(c.num_position_embeddings, d).init(device)),
@@ -229,8 +229,8 @@ impl VisionModel {
                     norm1: norm(),
                     norm2: norm(),
                     attn: VisionAttention {
-                        qkv: linear(d, 3 * d, true, device),
-                        proj: linear(d, d, true, device),
+                        qkv: LoraLinear::new(d, 3 * d, true, device),
+                        proj: LoraLinear::new(d, d, true, device),
                         num_heads: c.num_heads,
                     },
                     mlp: match arch {
@@ -242,8 +242,8 @@ impl VisionModel {
                             device,
                         )),
                         Arch::Qwen3Vl => VisionMlp::Plain(PlainMlp {
-                            linear_fc1: linear(d, c.intermediate_size, true, device),
-                            linear_fc2: linear(c.intermediate_size, d, true, device),
+                            linear_fc1: LoraLinear::new(d, c.intermediate_size, true, device),
+                            linear_fc2: LoraLinear::new(c.intermediate_size, d, true, device),
                             act: c.hidden_act,
                         }),
                     },
@@ -252,8 +252,8 @@ impl VisionModel {
             merger: match arch {
                 Arch::Qwen25Vl => PatchMerger::Qwen25(Qwen25Merger {
                     ln_q: RmsNorm::new(d, 1e-6, device),
-                    mlp_0: linear(merged, merged, true, device),
-                    mlp_2: linear(merged, c.out_hidden_size, true, device),
+                    mlp_0: LoraLinear::new(merged, merged, true, device),
+                    mlp_2: LoraLinear::new(merged, c.out_hidden_size, true, device),
                 }),
                 Arch::Qwen3Vl => qwen3_merger(false),
             },
