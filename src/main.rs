@@ -501,8 +501,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             let request = vgrpo::eval::ScoreRequest {
                 model: vgrpo::model_source::ModelConfig {
                     path: model,
-                    tokenizer: None,
-                    adapter: None,
+                    ..Default::default()
                 },
                 video,
                 dimension,

@@ -23,7 +23,7 @@ use crate::model::{ModelError, QwenVl, QwenVlConfig};
 use crate::text::tiny_tokenizer::TINY_TOKENIZER_JSON;
 use crate::text::{Tokenizer, TokenizerError};
 use crate::train_state::{self, TrainStateError};
-use burn::tensor::Device;
+use burn::tensor::{DType, Device, FloatDType};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -41,6 +41,55 @@ pub struct ModelConfig {
     /// `runs/<name>/final/adapter`): merged into the weights at load, so
     /// the merged model is the starting policy (and a LoRA run's reference).
     pub adapter: Option<PathBuf>,
+    /// The dtype the weights are held in on the device: `auto` keeps the
+    /// dtype a HF checkpoint's `config.json` declares (bf16 for the released
+    /// Qwen models; f32 when it declares none) — the
+    /// frozen base of a LoRA run, eval, score, rollout — while full
+    /// fine-tuning trains f32 master weights (see
+    /// [`ModelConfig::for_training`]); `f32`, `bf16`, `f16` convert. The
+    /// weights' dtype is the compute dtype (norms, softmax and log-softmax
+    /// stay f32).
+    pub dtype: WeightDtype,
+}
+
+/// `[model] dtype`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WeightDtype {
+    #[default]
+    Auto,
+    F32,
+    Bf16,
+    F16,
+}
+
+impl WeightDtype {
+    /// The dtype to load in; `None`: the one the checkpoint declares.
+    pub fn resolve(self) -> Option<DType> {
+        match self {
+            WeightDtype::Auto => None,
+            WeightDtype::F32 => Some(DType::F32),
+            WeightDtype::Bf16 => Some(DType::BF16),
+            WeightDtype::F16 => Some(DType::F16),
+        }
+    }
+}
+
+impl ModelConfig {
+    /// The model a trainer loads. Without `[lora]` every weight trains, so
+    /// the weights are f32 masters (`auto` → `f32`; a half dtype is refused:
+    /// AdamW on bf16 weights loses updates below the weight's precision).
+    /// With `[lora]` the base is frozen and keeps `dtype`.
+    pub fn for_training(&self, lora: bool) -> Result<ModelConfig, ModelSourceError> {
+        match (lora, self.dtype) {
+            (true, _) => Ok(self.clone()),
+            (false, WeightDtype::Auto | WeightDtype::F32) => Ok(ModelConfig {
+                dtype: WeightDtype::F32,
+                ..self.clone()
+            }),
+            (false, dtype) => Err(ModelSourceError::HalfMasters { dtype }),
+        }
+    }
 }
 
 impl Validate for ModelConfig {
@@ -66,6 +115,12 @@ pub enum ModelSourceError {
          actor.bpk + model_config.json (a vgrpo checkpoint)"
     )]
     NotAModel { path: PathBuf },
+    #[error(
+        "model.dtype = {dtype:?} trains every weight in half precision; full fine-tuning keeps \
+         f32 master weights (model.dtype = \"auto\" or \"f32\"), or add a [lora] section to \
+         train adapters on a half-precision base"
+    )]
+    HalfMasters { dtype: WeightDtype },
     #[error(
         "{path} is a LoRA checkpoint: it holds only the adapters, not a whole model; use the \
          run's final/ export (the merged model), or resume the run"
@@ -132,7 +187,7 @@ pub fn load_model(
             None => Tokenizer::tiny()?,
         };
         return Ok(LoadedModel {
-            model: tiny_model(seed, device).map_err(tiny_err)?,
+            model: in_dtype(tiny_model(seed, device).map_err(tiny_err)?, cfg.dtype),
             config_json: TINY_CONFIG_JSON.to_string(),
             tokenizer,
             origin: ModelOrigin::Tiny(seed),
@@ -146,14 +201,18 @@ pub fn load_model(
         std::fs::read_to_string(&path).map_err(|source| ModelSourceError::Io { path, source })
     };
     let (model, config_json, origin) = if dir.join("config.json").is_file() {
-        let model = QwenVl::from_hf_dir(dir, device).map_err(model_err)?;
+        let model = QwenVl::from_hf_dir_in(dir, device, cfg.dtype.resolve()).map_err(model_err)?;
         let json = read(dir.join("config.json"))?;
         (model, json, ModelOrigin::HfDir(dir.clone()))
     } else if dir.join(train_state::ACTOR_FILE).is_file() {
         let json = read(dir.join(train_state::MODEL_CONFIG_FILE))?;
         let config = QwenVlConfig::from_json(&json).map_err(model_err)?;
         let model = train_state::load_actor(dir, QwenVl::new(&config, device))?;
-        (model, json, ModelOrigin::Checkpoint(dir.clone()))
+        (
+            in_dtype(model, cfg.dtype),
+            json,
+            ModelOrigin::Checkpoint(dir.clone()),
+        )
     } else if dir.join(train_state::ADAPTERS_FILE).is_file() {
         return Err(ModelSourceError::AdaptersOnly { path: dir.clone() });
     } else {
@@ -166,6 +225,15 @@ pub fn load_model(
         tokenizer,
         origin,
     })
+}
+
+/// `model` with its weights in `dtype` (`auto`: as they are).
+fn in_dtype(model: QwenVl, dtype: WeightDtype) -> QwenVl {
+    let held = model.model.language_model.embed_tokens.weight.val().dtype();
+    match dtype.resolve() {
+        Some(want) if want != held => model.with_float_dtype(FloatDType::from(want)),
+        _ => model,
+    }
 }
 
 /// The explicit tokenizer, else the model directory's `tokenizer.json`, else
@@ -246,8 +314,7 @@ mod tests {
         export_model(&loaded.model, &loaded.config_json, &loaded.tokenizer, &hf).unwrap();
         let cfg = ModelConfig {
             path: Some(hf.clone()),
-            tokenizer: None,
-            adapter: None,
+            ..Default::default()
         };
         let again = load_model(&cfg, 99, &device).unwrap();
         assert_eq!(again.origin, ModelOrigin::HfDir(hf));
@@ -269,8 +336,7 @@ mod tests {
         train_state::save_actor(&ckpt, &loaded.model, &loaded.config_json).unwrap();
         let cfg = ModelConfig {
             path: Some(ckpt.clone()),
-            tokenizer: None,
-            adapter: None,
+            ..Default::default()
         };
         let from_ckpt = load_model(&cfg, 99, &device).unwrap();
         assert_eq!(from_ckpt.origin, ModelOrigin::Checkpoint(ckpt));
@@ -278,8 +344,7 @@ mod tests {
 
         let cfg = ModelConfig {
             path: Some(tmp.path().to_path_buf()),
-            tokenizer: None,
-            adapter: None,
+            ..Default::default()
         };
         assert!(matches!(
             load_model(&cfg, 0, &device),

@@ -225,3 +225,126 @@ fn grpo_with_lora_trains_only_the_adapters_and_resumes_byte_identical() {
 fn sft_with_lora_trains_only_the_adapters_and_resumes_byte_identical() {
     lora_run_trains_adapters_and_resumes("sft");
 }
+
+/// A bf16 base stays bf16, gets no gradients, and the f32 adapters on it
+/// get f32 gradients (their AdamW moments are then f32 too).
+#[test]
+fn a_bf16_base_trains_f32_adapters() {
+    use burn::optim::GradientsParams;
+    let device = test_device().autodiff();
+    let base = tiny_model(SEED, &device)
+        .unwrap()
+        .with_float_dtype(burn::tensor::FloatDType::BF16);
+    let mut model = trainable(base, Some(&lora()), SEED);
+    let lp = completion_logprobs(&model, &completions(), 1.0, &device).unwrap();
+    let grads = GradientsParams::from_grads(lp.sum().backward(), &model);
+    let projections = model.projections_mut();
+    let mut adapted = 0;
+    for (name, p) in projections {
+        assert_eq!(p.weight.val().dtype(), burn::tensor::DType::BF16, "{name}");
+        assert!(
+            grads.get::<2>(p.weight.id).is_none(),
+            "{name}: base got a gradient"
+        );
+        if let Some(a) = &p.adapter {
+            assert_eq!(a.lora_a.val().dtype(), burn::tensor::DType::F32);
+            let g = grads
+                .get::<2>(a.lora_b.id)
+                .expect("adapter B has a gradient");
+            assert_eq!(g.dtype(), burn::tensor::DType::F32, "{name}");
+            adapted += 1;
+        }
+    }
+    assert!(adapted > 0);
+}
+
+/// The tiny model as a HF directory stored in bf16, as the released Qwen
+/// checkpoints are.
+fn bf16_model_dir(root: &Path) -> PathBuf {
+    use safetensors::tensor::TensorView;
+    use safetensors::{Dtype, SafeTensors};
+    let device = test_device();
+    let f32_dir = root.join("tiny-f32");
+    let loaded = vgrpo::model_source::load_model(&Default::default(), SEED, &device).unwrap();
+    vgrpo::model_source::export_model(
+        &loaded.model,
+        &loaded.config_json,
+        &loaded.tokenizer,
+        &f32_dir,
+    )
+    .unwrap();
+    let dir = root.join("tiny-bf16");
+    std::fs::create_dir_all(&dir).unwrap();
+    let bytes = read(&f32_dir.join("model.safetensors"));
+    let file = SafeTensors::deserialize(&bytes).unwrap();
+    let owned: Vec<(String, Vec<usize>, Vec<u8>)> = file
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            let data = view
+                .data()
+                .chunks_exact(4)
+                .flat_map(|c| {
+                    let x = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                    half::bf16::from_f32(x).to_bits().to_le_bytes()
+                })
+                .collect();
+            (name, view.shape().to_vec(), data)
+        })
+        .collect();
+    let views: Vec<(String, TensorView)> = owned
+        .iter()
+        .map(|(n, s, d)| {
+            (
+                n.clone(),
+                TensorView::new(Dtype::BF16, s.clone(), d).unwrap(),
+            )
+        })
+        .collect();
+    safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
+    let mut config: serde_json::Value = serde_json::from_str(&loaded.config_json).unwrap();
+    config["dtype"] = "bfloat16".into();
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    std::fs::copy(f32_dir.join("tokenizer.json"), dir.join("tokenizer.json")).unwrap();
+    dir
+}
+
+/// `model.dtype = "auto"` keeps a bf16 checkpoint bf16 for a LoRA run
+/// (GRPO end to end), while full fine-tuning of it loads f32 masters and a
+/// half `model.dtype` without `[lora]` is refused.
+#[test]
+fn grpo_with_lora_on_a_bf16_checkpoint_runs_end_to_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let manifest = judge_data::write_dataset(&root.join("data"));
+    let model = bf16_model_dir(root);
+    let device = test_device();
+    let dtype_of = |m: &QwenVl| m.model.language_model.embed_tokens.weight.val().dtype();
+    let auto = vgrpo::model_source::ModelConfig {
+        path: Some(model.clone()),
+        ..Default::default()
+    };
+    let held = vgrpo::model_source::load_model(&auto, 0, &device).unwrap();
+    assert_eq!(dtype_of(&held.model), burn::tensor::DType::BF16);
+    let full = auto.for_training(false).unwrap();
+    let masters = vgrpo::model_source::load_model(&full, 0, &device).unwrap();
+    assert_eq!(dtype_of(&masters.model), burn::tensor::DType::F32);
+    let half = vgrpo::model_source::ModelConfig {
+        dtype: vgrpo::model_source::WeightDtype::Bf16,
+        ..auto.clone()
+    };
+    let refused = half.for_training(false).unwrap_err().to_string();
+    assert!(refused.contains("f32 master weights"), "{refused}");
+
+    let config = config(root, &manifest, "train", "bf16");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.replace(
+        "[optim]",
+        &format!("[model]\npath = \"{}\"\n[optim]", model.display()),
+    );
+    std::fs::write(&config, text).unwrap();
+    assert!(run("train", &config, false, None));
+    let exported = QwenVl::from_hf_dir(&root.join("runs/bf16/final"), &device).unwrap();
+    let logits = logits(&exported);
+    assert!(logits.iter().all(|x| x.is_finite()));
+}

@@ -67,8 +67,7 @@ fn trains_the_tower_only_and_repeats_exactly() {
     let load = |dir: &Path| {
         let cfg = ModelConfig {
             path: Some(dir.to_path_buf()),
-            tokenizer: None,
-            adapter: None,
+            ..Default::default()
         };
         load_model(&cfg, 0, &device).unwrap().model
     };

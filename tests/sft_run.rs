@@ -191,14 +191,12 @@ fn run_resumes_exactly_and_exports_a_loadable_model() {
 
     let cfg = ModelConfig {
         path: Some(straight.final_dir.clone()),
-        tokenizer: None,
-        adapter: None,
+        ..Default::default()
     };
     let a = load_model(&cfg, 0, &device).unwrap();
     let cfg = ModelConfig {
         path: Some(resumed.final_dir.clone()),
-        tokenizer: None,
-        adapter: None,
+        ..Default::default()
     };
     let b = load_model(&cfg, 0, &device).unwrap();
     let w = |m: &vgrpo::model::QwenVl| {
@@ -316,8 +314,7 @@ fn cool_off_trains_rating_first_answers_joined_to_the_manifest() {
     let loaded = load_model(
         &ModelConfig {
             path: Some(summary.final_dir),
-            tokenizer: None,
-            adapter: None,
+            ..Default::default()
         },
         0,
         &device,

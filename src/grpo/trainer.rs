@@ -82,7 +82,8 @@ pub fn train(
     // clash with an existing run directory.
     let manifest = Arc::new(load_manifest(config)?);
     let train_device = device.clone().autodiff();
-    let loaded = load_model(&config.model, config.run.seed, &train_device)?;
+    let source = config.model.for_training(config.lora.is_some())?;
+    let loaded = load_model(&source, config.run.seed, &train_device)?;
     let start = trainable(loaded.model, config.lora.as_ref(), config.run.seed);
     let reference = load_reference(config, &start, device)?;
 
@@ -243,8 +244,7 @@ fn load_reference(config: &Config, start: &QwenVl, device: &Device) -> Result<Qw
         Some(dir) => {
             let source = ModelConfig {
                 path: Some(dir.clone()),
-                tokenizer: None,
-                adapter: None,
+                ..Default::default()
             };
             load_model(&source, config.run.seed, device)?.model
         }

@@ -13,6 +13,7 @@
 
 use std::path::Path;
 
+use burn::tensor::DType;
 use serde::Deserialize;
 
 use super::error::{ModelError, Result};
@@ -224,6 +225,25 @@ impl QwenVlConfig {
     }
 
     /// Parses the text of a `config.json`.
+    /// The dtype `config.json` declares the weights are stored in
+    /// (`dtype`, transformers 5, or `torch_dtype`, at the top or in
+    /// `text_config`); `None` when it declares none vgrpo knows.
+    pub fn declared_dtype(text: &str) -> Option<DType> {
+        let value: serde_json::Value = serde_json::from_str(text).ok()?;
+        let named = |v: &serde_json::Value| {
+            ["dtype", "torch_dtype"]
+                .iter()
+                .find_map(|k| v.get(k).and_then(|d| d.as_str()).map(str::to_string))
+        };
+        let name = named(&value).or_else(|| value.get("text_config").and_then(named))?;
+        match name.as_str() {
+            "float32" => Some(DType::F32),
+            "bfloat16" => Some(DType::BF16),
+            "float16" => Some(DType::F16),
+            _ => None,
+        }
+    }
+
     pub fn from_json(text: &str) -> Result<Self> {
         let json_err = |source| ModelError::ConfigJson {
             path: "config.json".into(),

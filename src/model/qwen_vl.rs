@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use burn::module::{Module, ModuleMapper, Param};
-use burn::tensor::{Device, FloatDType, Int, Tensor, TensorData};
+use burn::tensor::{DType, Device, FloatDType, Int, Tensor, TensorData};
 
 use super::cache::{KvCache, causal_mask};
 use super::config::QwenVlConfig;
@@ -234,16 +234,33 @@ impl QwenVl {
         }
     }
 
-    /// Loads `config.json` and `*.safetensors` from a HF model directory.
+    /// Loads `config.json` and `*.safetensors` from a HF model directory,
+    /// every weight converted to f32.
     pub fn from_hf_dir(dir: &Path, device: &Device) -> Result<Self> {
+        Self::from_hf_dir_in(dir, device, Some(DType::F32))
+    }
+
+    /// [`from_hf_dir`](Self::from_hf_dir) with the weights in `dtype`, or
+    /// (`None`) in the dtype `config.json` declares (f32 if none): a bf16
+    /// checkpoint stays bf16 from file to device. The parameters of the
+    /// freshly built model are lazy, so no f32 copy of them is ever
+    /// allocated.
+    pub fn from_hf_dir_in(dir: &Path, device: &Device, dtype: Option<DType>) -> Result<Self> {
         let config = QwenVlConfig::from_file(dir)?;
+        let dtype = match dtype {
+            Some(dtype) => dtype,
+            None => std::fs::read_to_string(dir.join("config.json"))
+                .ok()
+                .and_then(|text| QwenVlConfig::declared_dtype(&text))
+                .unwrap_or(DType::F32),
+        };
         let model = QwenVl::new(&config, device);
         let ignored: &[&str] = if config.tie_word_embeddings {
             &["lm_head.weight"]
         } else {
             &[]
         };
-        load_hf_weights(dir, model, ignored)
+        load_hf_weights(dir, model, ignored, dtype)
     }
 
     /// Writes the model as a HF directory: f32 `model.safetensors` and a

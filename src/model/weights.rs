@@ -12,7 +12,10 @@
 //!   `model.norm.*`, `visual.*`.
 //!
 //! Import accepts both (single file or shards listed in
-//! `model.safetensors.index.json`; f32, f16 and bf16 converted to f32).
+//! `model.safetensors.index.json`; f32, f16 and bf16), converting every
+//! tensor to one dtype or keeping each in the dtype it is stored in — a
+//! bf16 checkpoint then goes from file to device as bf16 bits, with no f32
+//! copy on the way.
 //! Export writes the layout transformers itself writes for the architecture.
 //! Torch `Linear` weights are `[out, in]` and Burn's are `[in, out]`; the
 //! patch embedding's 5-D `Conv3d` kernel is flattened to `[out, C*T*P*P]`.
@@ -21,7 +24,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{DType, Device, Tensor, TensorData};
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
@@ -109,9 +112,16 @@ pub fn checkpoint_files(dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// Replaces every parameter of `module` by the checkpoint tensor of the same
 /// name, reading one safetensors file at a time (peak memory: the model plus
-/// one shard). Fails listing all missing and unexpected names; names in
-/// `ignored` may be present without a parameter (a tied `lm_head.weight`).
-pub fn load_hf_weights<M: Module>(dir: &Path, module: M, ignored: &[&str]) -> Result<M> {
+/// one shard), every tensor converted to `dtype` (16-bit tensors stored in
+/// `dtype` are kept as they are, never widened).
+/// Fails listing all missing and unexpected names; names in `ignored` may
+/// be present without a parameter (a tied `lm_head.weight`).
+pub fn load_hf_weights<M: Module>(
+    dir: &Path,
+    module: M,
+    ignored: &[&str],
+    dtype: DType,
+) -> Result<M> {
     let mut module = module;
     let mut used = HashSet::new();
     let mut stored = HashSet::new();
@@ -138,6 +148,7 @@ pub fn load_hf_weights<M: Module>(dir: &Path, module: M, ignored: &[&str]) -> Re
             used: &mut used,
             path: Vec::new(),
             errors: &mut errors,
+            dtype,
         };
         module = module.map(&mut loader);
     }
@@ -217,13 +228,15 @@ struct Loader<'a> {
     used: &'a mut HashSet<String>,
     path: Vec<Step>,
     errors: &'a mut Vec<ModelError>,
+    /// The dtype every tensor is loaded in.
+    dtype: DType,
 }
 
 impl Loader<'_> {
-    /// The f32 values of `name` from this file, laid out for a module
-    /// tensor of `shape`; `None` if the file does not hold it (or on error,
-    /// which is recorded).
-    fn values(&mut self, name: &str, shape: &[usize], linear: bool) -> Option<Vec<f32>> {
+    /// The values of `name` from this file, laid out for a module tensor of
+    /// `shape`, in the loader's dtype; `None` if the file does not hold it
+    /// (or on error, which is recorded).
+    fn values(&mut self, name: &str, shape: &[usize], linear: bool) -> Option<TensorData> {
         let stored = self.index.get(name)?.clone();
         self.used.insert(name.to_string());
         let view = match self.file.tensor(&stored) {
@@ -236,15 +249,12 @@ impl Loader<'_> {
                 return None;
             }
         };
-        let values = match to_f32(view.dtype(), view.data()) {
-            Some(v) => v,
-            None => {
-                self.errors.push(ModelError::UnsupportedDtype {
-                    name: name.to_string(),
-                    dtype: format!("{:?}", view.dtype()),
-                });
-                return None;
-            }
+        let Some(stored_dtype) = float_dtype(view.dtype()) else {
+            self.errors.push(ModelError::UnsupportedDtype {
+                name: name.to_string(),
+                dtype: format!("{:?}", view.dtype()),
+            });
+            return None;
         };
         let found = view.shape().to_vec();
         let fits = if linear {
@@ -263,11 +273,71 @@ impl Loader<'_> {
             });
             return None;
         }
-        Some(if linear {
-            transpose(&values, shape[1], shape[0])
-        } else {
-            values
-        })
+        let target = self.dtype;
+        let data = match (stored_dtype, target) {
+            (DType::BF16, DType::BF16) => half_data::<half::bf16>(view.data(), linear, shape),
+            (DType::F16, DType::F16) => half_data::<half::f16>(view.data(), linear, shape),
+            _ => {
+                let values = to_f32(view.dtype(), view.data())?;
+                let values = if linear {
+                    transpose(&values, shape[1], shape[0])
+                } else {
+                    values
+                };
+                let data = TensorData::new(values, shape.to_vec());
+                match target {
+                    DType::F32 => data,
+                    other => data.convert_dtype(other),
+                }
+            }
+        };
+        Some(data)
+    }
+}
+
+/// The float dtype a safetensors dtype holds, if it is one vgrpo loads.
+fn float_dtype(dtype: Dtype) -> Option<DType> {
+    match dtype {
+        Dtype::F32 => Some(DType::F32),
+        Dtype::BF16 => Some(DType::BF16),
+        Dtype::F16 => Some(DType::F16),
+        _ => None,
+    }
+}
+
+/// 16-bit float values of a module tensor of `shape`, kept as they are
+/// stored (transposed for a linear weight, `[out, in]` → `[in, out]`),
+/// never widened.
+fn half_data<T>(bytes: &[u8], linear: bool, shape: &[usize]) -> TensorData
+where
+    T: burn::tensor::Element + Copy + Default + HalfBits,
+{
+    let values: Vec<T> = bytes
+        .chunks_exact(2)
+        .map(|c| T::from_bits(u16::from_le_bytes([c[0], c[1]])))
+        .collect();
+    let values = if linear {
+        transpose(&values, shape[1], shape[0])
+    } else {
+        values
+    };
+    TensorData::new(values, shape.to_vec())
+}
+
+/// A 16-bit float built from its bits.
+trait HalfBits {
+    fn from_bits(bits: u16) -> Self;
+}
+
+impl HalfBits for half::bf16 {
+    fn from_bits(bits: u16) -> Self {
+        half::bf16::from_bits(bits)
+    }
+}
+
+impl HalfBits for half::f16 {
+    fn from_bits(bits: u16) -> Self {
+        half::f16::from_bits(bits)
     }
 }
 
@@ -288,9 +358,10 @@ impl ModuleMapper for Loader<'_> {
         let shape = param.lazy_shape().dims::<D>();
         let linear = is_linear_weight(&self.path);
         match self.values(&name, &shape, linear) {
-            Some(values) => {
+            Some(data) => {
                 let device: Device = param.lazy_device();
-                let tensor = Tensor::from_data(TensorData::new(values, shape), &device);
+                let dtype = data.dtype();
+                let tensor = Tensor::from_data(data, (&device, dtype));
                 let id = param.id;
                 param.transform_for_load(tensor, id)
             }
@@ -319,8 +390,8 @@ pub(crate) fn to_f32(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
 }
 
 /// `[rows, cols]` row-major -> `[cols, rows]` row-major.
-fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut out = vec![0.0f32; values.len()];
+fn transpose<T: Copy + Default>(values: &[T], rows: usize, cols: usize) -> Vec<T> {
+    let mut out = vec![T::default(); values.len()];
     for r in 0..rows {
         for c in 0..cols {
             out[c * rows + r] = values[r * cols + c];

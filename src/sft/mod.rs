@@ -208,7 +208,8 @@ pub fn run_sft(
     // clash with an existing run directory.
     let data = load_sft_data(cfg)?;
     let train_device = device.clone().autodiff();
-    let loaded = load_model(&cfg.model, cfg.run.seed, &train_device)?;
+    let source = cfg.model.for_training(cfg.lora.is_some())?;
+    let loaded = load_model(&source, cfg.run.seed, &train_device)?;
     let micro_per_epoch =
         BatchCursor::new(cfg.run.seed, data.items.len(), sft.batch)?.steps_per_epoch() as u64;
     let total = match sft.max_steps {
