@@ -80,6 +80,10 @@ pub struct RunConfig {
     /// The backend and device every stage runs on (`cpu`, `tch-cpu`,
     /// `tch-cuda:N`, `cuda:N`; [`crate::device`]).
     pub device: DeviceSpec,
+    /// Recompute activations in the backward pass instead of keeping them
+    /// (Burn's balanced gradient checkpointing: element-wise ops are
+    /// recomputed, matmul outputs kept; [`RunConfig::train_device`]).
+    pub gradient_checkpointing: bool,
 }
 
 impl Default for RunConfig {
@@ -90,11 +94,22 @@ impl Default for RunConfig {
             out_dir: "runs".into(),
             max_nonfinite: 3,
             device: DeviceSpec::Cpu,
+            gradient_checkpointing: false,
         }
     }
 }
 
 impl RunConfig {
+    /// The autodiff device a trainer trains on, over `device`, with
+    /// gradient checkpointing when the run asks for it.
+    pub fn train_device(&self, device: &burn::tensor::Device) -> burn::tensor::Device {
+        let train = device.clone().autodiff();
+        match self.gradient_checkpointing {
+            true => train.gradient_checkpointing(),
+            false => train,
+        }
+    }
+
     /// `<out_dir>/<name>`.
     pub fn dir(&self) -> PathBuf {
         self.out_dir.join(&self.name)

@@ -348,3 +348,34 @@ fn grpo_with_lora_on_a_bf16_checkpoint_runs_end_to_end() {
     let logits = logits(&exported);
     assert!(logits.iter().all(|x| x.is_finite()));
 }
+
+/// Gradient checkpointing recomputes activations in the backward pass: the
+/// same run with it gives the same metrics and weights.
+#[test]
+fn gradient_checkpointing_changes_no_result() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let manifest = judge_data::write_dataset(&root.join("data"));
+    for trainer in ["train", "sft"] {
+        let plain = config(root, &manifest, trainer, &format!("{trainer}-plain"));
+        let ckpt = config(root, &manifest, trainer, &format!("{trainer}-ckpt"));
+        let text = std::fs::read_to_string(&ckpt).unwrap();
+        std::fs::write(
+            &ckpt,
+            text.replace("[data]", "gradient_checkpointing = true\n[data]"),
+        )
+        .unwrap();
+        assert!(run(trainer, &plain, false, None));
+        assert!(run(trainer, &ckpt, false, None));
+        let (a, b) = (
+            root.join(format!("runs/{trainer}-plain")),
+            root.join(format!("runs/{trainer}-ckpt")),
+        );
+        assert_eq!(metrics(&a), metrics(&b), "{trainer}");
+        let weights = |r: &Path| read(&r.join("final/model.safetensors"));
+        assert!(
+            weights(&a) == weights(&b),
+            "{trainer}: final weights differ"
+        );
+    }
+}

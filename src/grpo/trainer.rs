@@ -81,7 +81,7 @@ pub fn train(
     // Inputs first, so a missing model or manifest is reported before a
     // clash with an existing run directory.
     let manifest = Arc::new(load_manifest(config)?);
-    let train_device = device.clone().autodiff();
+    let train_device = config.run.train_device(device);
     let source = config.model.for_training(config.lora.is_some())?;
     let loaded = load_model(&source, config.run.seed, &train_device)?;
     let start = trainable(loaded.model, config.lora.as_ref(), config.run.seed);

@@ -282,7 +282,7 @@ pub fn run_pretrain(
 ) -> Result<PretrainSummary, PretrainError> {
     let started = Instant::now();
     let pre = &cfg.pretrain;
-    let train_device = device.clone().autodiff();
+    let train_device = cfg.run.train_device(device);
     let (loaded, set) = load_inputs(cfg, &train_device)?;
     let spec = RunSpec {
         config: cfg,

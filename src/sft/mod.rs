@@ -207,7 +207,7 @@ pub fn run_sft(
     // Inputs first, so a missing model or manifest is reported before a
     // clash with an existing run directory.
     let data = load_sft_data(cfg)?;
-    let train_device = device.clone().autodiff();
+    let train_device = cfg.run.train_device(device);
     let source = cfg.model.for_training(cfg.lora.is_some())?;
     let loaded = load_model(&source, cfg.run.seed, &train_device)?;
     let micro_per_epoch =
