@@ -49,6 +49,34 @@ pub fn token_entropy(logits: Tensor<3>, temperature: f32) -> Tensor<2> {
         .squeeze_dim::<2>(2)
 }
 
+/// [`token_log_probs`] and [`token_entropy`] of the same logits from one
+/// log-softmax: `([B, T], [B, T])`, the values of the two functions.
+pub fn token_log_probs_and_entropy(
+    logits: Tensor<3>,
+    tokens: Tensor<2, Int>,
+    temperature: f32,
+) -> (Tensor<2>, Tensor<2>) {
+    let scaled = if temperature == 1.0 {
+        logits
+    } else {
+        logits.div_scalar(temperature)
+    };
+    let log_p = log_softmax(scaled, 2);
+    let picked = log_p
+        .clone()
+        .gather(2, tokens.unsqueeze_dim::<3>(2))
+        .squeeze_dim::<2>(2);
+    // [B, T, V] -> sum over V -> [B, T, 1] -> [B, T]
+    let entropy = log_p
+        .clone()
+        .exp()
+        .mul(log_p)
+        .sum_dim(2)
+        .neg()
+        .squeeze_dim::<2>(2);
+    (picked, entropy)
+}
+
 /// Mean of `values` over the positions where `mask` is true, as a one-element
 /// tensor (keeps gradients). Masked-out positions are replaced by 0, not
 /// multiplied by 0, so a non-finite value there does not turn the mean into

@@ -49,6 +49,12 @@ pub enum Aggregation {
     SeqMeanTokenSumNorm,
 }
 
+/// `[grpo] logit_chunk`'s default: 256 positions, `[rows, 256, V]` logits
+/// (8 rows of a 151,936-word vocabulary: 1.2 GB in f32, against 5 GB for a
+/// 1024-token completion at once); completions of up to 256 tokens (the
+/// default `max_new_tokens` is 64) take the one-shot path.
+pub const DEFAULT_LOGIT_CHUNK: usize = 256;
+
 /// `[grpo]` settings. Defaults are the paper's where it gives them
 /// (G = 8, λ = 0.5, 32 steps) and verl/TRL's otherwise; `prompts_per_step`
 /// is small by default so the demo runs on a CPU (the paper: 32 × 8 = 256
@@ -103,6 +109,14 @@ pub struct GrpoConfig {
     pub ppo_epochs: usize,
     /// Rollouts per optimizer update; 0 = all of the step's rollouts.
     pub mini_batch_size: usize,
+    /// Completion positions whose LM-head logits exist at once, in the
+    /// update and in the no-grad log-prob passes (old policy, reference):
+    /// at most `[rows, logit_chunk, V]` logits, whatever the completion
+    /// width. 0 = the whole width at once. The update's chunked gradient
+    /// is a two-stage backward ([`super::chunked`]); a width that fits in
+    /// one chunk runs the one-shot path, so the default (above the tiny
+    /// model's widths) gives the same numbers as 0 there.
+    pub logit_chunk: usize,
     pub zero_std: ZeroStd,
     /// Extra batches a step may draw with `zero_std = "refill"`.
     pub refill_batches: usize,
@@ -147,6 +161,7 @@ impl Default for GrpoConfig {
             loss_aggregation: Aggregation::TokenMean,
             ppo_epochs: 1,
             mini_batch_size: 0,
+            logit_chunk: DEFAULT_LOGIT_CHUNK,
             zero_std: ZeroStd::Keep,
             refill_batches: 2,
             freeze_vision: false,

@@ -10,7 +10,7 @@
 use super::collect::Collected;
 use super::error::TrainError;
 use crate::model::QwenVl;
-use crate::model::logprob::{CompletionBatch, completion_logprobs};
+use crate::model::logprob::{CompletionBatch, completion_logprobs_chunked};
 use crate::rollout::{GroupPrompt, Tokens, left_padded_batch};
 use burn::tensor::{Bool, Device, Tensor, TensorData};
 use std::time::Instant;
@@ -83,25 +83,29 @@ pub struct StepLogProbs {
     pub reference_seconds: f64,
 }
 
-/// old_log_prob + ref over the whole step (`full`, every row in order).
-/// `need_old`: off-policy updates (μ > 1 or mini-batches) and the KL in
-/// the reward need the sampling policy's log-probs.
+/// old_log_prob + ref over the whole step (`full`, every row in order),
+/// on the plain `device`: logits / `temperature`, the LM head over
+/// `logit_chunk` completion positions at a time (0 = the whole width at
+/// once). `need_old`: off-policy updates (μ > 1 or mini-batches) and the
+/// KL in the reward need the sampling policy's log-probs.
 pub fn logprobs(
     full: &CompletionBatch,
     policy: &QwenVl,
     reference: &QwenVl,
     need_old: bool,
     temperature: f64,
+    logit_chunk: usize,
     device: &Device,
 ) -> Result<StepLogProbs, TrainError> {
+    let run = |model| completion_logprobs_chunked(model, full, temperature, logit_chunk, device);
     let t = Instant::now();
     let old = match need_old {
-        true => Some(completion_logprobs(policy, full, temperature, device)?),
+        true => Some(run(policy)?),
         false => None,
     };
     let old_seconds = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let reference = completion_logprobs(reference, full, temperature, device)?;
+    let reference = run(reference)?;
     Ok(StepLogProbs {
         old,
         reference,

@@ -1,8 +1,9 @@
 //! GRPO: group-relative advantages and the clipped, KL-regularised policy
 //! loss as pure functions over slices and tensors (`advantage`, `loss`,
 //! `kl_reward`), the stages of one step that call them, in data-flow order
-//! (`collect` → `forcing` → `credit` → `update`), and the trainer loop
-//! that runs the stages (`trainer`).
+//! (`collect` → `forcing` → `credit` → `update`; the update's gradient with
+//! the LM head in chunks: `chunked`), and the trainer loop that runs the
+//! stages (`trainer`).
 
 pub mod advantage;
 pub mod config;
@@ -11,6 +12,7 @@ pub mod kl_reward;
 pub mod loss;
 pub mod metrics;
 
+pub mod chunked;
 pub mod collect;
 pub mod credit;
 pub mod forcing;

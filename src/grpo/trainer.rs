@@ -117,7 +117,7 @@ pub fn train(
     };
     let schedule = config.optim.to_schedule();
     let settings = UpdateSettings::of(g, &train_device);
-    let temperature = settings.temperature;
+    let (temperature, logit_chunk) = (settings.temperature, g.logit_chunk);
     let need_old = !settings.on_policy || g.kl_placement == super::config::KlPlacement::Reward;
     let (p, size, origin) = (g.prompts_per_step, g.group_size, &loaded.origin);
     log::info!(
@@ -135,7 +135,15 @@ pub fn train(
         let batch = collector.collect(&mut loader, &policy, step, &mut state.rng.rollout)?;
         let forcing = TeacherForcing::new(&batch, g.group_size, &tokens);
         let full = forcing.batch(&(0..forcing.rows()).collect::<Vec<_>>())?;
-        let logp = logprobs(&full, &policy, &reference, need_old, temperature, device)?;
+        let logp = logprobs(
+            &full,
+            &policy,
+            &reference,
+            need_old,
+            temperature,
+            logit_chunk,
+            device,
+        )?;
         let t = Instant::now();
         let adv = advantages(&batch.scored, &logp, g)?;
         let adv_seconds = t.elapsed().as_secs_f64();

@@ -1,20 +1,21 @@
 //! `update_actor`: μ passes of mini-batch updates over a step's rollouts,
 //! each a teacher-forced forward of the actor with gradients, the clipped,
-//! KL-regularised policy loss ([`super::loss`]) and one AdamW step.
+//! KL-regularised policy loss ([`super::loss`]), its gradient with the LM
+//! head run a chunk of positions at a time ([`super::chunked`]) and one
+//! AdamW step.
 
+use super::chunked::policy_gradients;
 use super::config::GrpoConfig;
 use super::credit::StepAdvantages;
 use super::error::TrainError;
 use super::forcing::{StepLogProbs, TeacherForcing, bool_mask};
 use super::loss::{PolicyLossConfig, PolicyLossInputs, PolicyLossMetrics, policy_loss};
-use crate::logits::{masked_mean, token_entropy, token_log_probs};
+use crate::logits::masked_mean;
 use crate::model::QwenVl;
-use crate::model::logprob::{completion_logits, completion_targets};
 use crate::optim::{Optimizer, StepOutcome};
 use crate::rng::Rng;
 use crate::run::Run;
 use crate::train_state::TrainState;
-use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 /// The fixed settings of a step's update.
@@ -27,6 +28,8 @@ pub struct UpdateSettings<'a> {
     pub group_size: usize,
     /// Log-probs use logits / T.
     pub temperature: f64,
+    /// Completion positions per chunk of LM-head logits (0 = all at once).
+    pub logit_chunk: usize,
     /// One update over exactly the rollouts just sampled: the old
     /// log-probs are the detached current ones.
     pub on_policy: bool,
@@ -43,6 +46,7 @@ impl<'a> UpdateSettings<'a> {
             update_size: g.update_size(),
             group_size: g.group_size,
             temperature: f64::from(g.temperature),
+            logit_chunk: g.logit_chunk,
             on_policy: g.ppo_epochs == 1 && g.update_size() == g.prompts_per_step * g.group_size,
             device,
         }
@@ -84,7 +88,9 @@ pub fn update(
     Ok((actor, acc))
 }
 
-/// One optimizer update on the rollouts `rows`.
+/// One optimizer update on the rollouts `rows`: the policy loss's gradient
+/// ([`policy_gradients`], the LM head `logit_chunk` positions at a time)
+/// and one optimizer step.
 fn mini_batch_update(
     actor: QwenVl,
     optimizer: &mut Optimizer,
@@ -96,16 +102,12 @@ fn mini_batch_update(
 ) -> Result<(QwenVl, StepOutcome), TrainError> {
     let device = settings.device;
     let cb = forcing.batch(rows)?;
-    let logits = completion_logits(&actor, &cb, settings.temperature, device)?;
-    let targets = completion_targets(&cb, device);
     let mask = bool_mask(&cb.completion_mask, device);
-    let log_probs = token_log_probs(logits.clone(), targets, 1.0);
-    let entropy = masked_mean(token_entropy(logits.detach(), 1.0), mask.clone());
-    let [_, width] = log_probs.dims();
+    let width = cb.width();
     let pick = |all: &Tensor<2>| select_rows(all, rows, width, device);
     let old = match &logp.old {
-        Some(old) if !settings.on_policy => pick(old),
-        _ => log_probs.clone().detach(),
+        Some(old) if !settings.on_policy => Some(pick(old)),
+        _ => None,
     };
     let advantages = Tensor::<1>::from_data(
         TensorData::new(
@@ -114,19 +116,20 @@ fn mini_batch_update(
         ),
         device,
     );
-    let out = policy_loss(
-        PolicyLossInputs {
-            log_probs,
-            old_log_probs: old,
-            ref_log_probs: Some(pick(&logp.reference)),
-            advantages,
-            response_mask: mask,
-        },
-        &settings.loss,
-    )?;
-    let grads = GradientsParams::from_grads(out.loss.backward(), &actor);
-    let (updated, outcome) = optimizer.step(actor, grads, lr)?;
-    acc.add(&out.metrics, entropy.into_scalar::<f32>(), outcome);
+    let inputs = |log_probs: Tensor<2>| PolicyLossInputs {
+        // On-policy the old log-probs are the detached current ones.
+        old_log_probs: old.unwrap_or_else(|| log_probs.clone().detach()),
+        log_probs,
+        ref_log_probs: Some(pick(&logp.reference)),
+        advantages,
+        response_mask: mask.clone(),
+    };
+    let loss = |log_probs| Ok(policy_loss(inputs(log_probs), &settings.loss)?);
+    let (t, chunk) = (settings.temperature, settings.logit_chunk);
+    let grads = policy_gradients(&actor, &cb, t, chunk, device, loss)?;
+    let entropy = masked_mean(grads.entropy, mask.inner());
+    let (updated, outcome) = optimizer.step(actor, grads.grads, lr)?;
+    acc.add(&grads.metrics, entropy.into_scalar::<f32>(), outcome);
     Ok((updated, outcome))
 }
 
