@@ -106,6 +106,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if args.first().map(String::as_str) == Some("--child") {
         return child(&args[1], Path::new(&args[2]), args[3].parse()?);
     }
+    if args.first().map(String::as_str) == Some("--layer") {
+        return layer_child(&args[1]);
+    }
     let settings = Settings::parse(&args);
     let work = tempfile::tempdir()?;
     let root = work.path();
@@ -159,6 +162,71 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             peak / full_peak
         );
     }
+    layers()
+}
+
+/// One `2048 → 6144` projection (the 2B model's `up_proj`), rank 16, on
+/// 2048 token rows: forward + backward to the adapters, three times, with
+/// vgrpo's factored adapter and with Burn 0.22's `apply_lora` (which builds
+/// `W + (α/r)·A·B` on every call and backpropagates a dense `[in, out]`
+/// gradient into it), each in a child process.
+fn layers() -> Result<(), Box<dyn std::error::Error>> {
+    println!("\none up_proj (2048 → 6144, rank 16) on 2048 rows, f32: forward + backward ×3");
+    println!("{:<16} {:>12} {:>12}", "adapter", "peak RSS", "ms / call");
+    for which in ["vgrpo", "burn-apply-lora"] {
+        let out = Command::new(std::env::current_exe()?)
+            .args(["--layer", which])
+            .output()?;
+        if !out.status.success() {
+            eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+            return Err(format!("layer {which} failed").into());
+        }
+        let report: serde_json::Value =
+            serde_json::from_str(String::from_utf8(out.stdout)?.lines().last().unwrap_or(""))?;
+        println!(
+            "{:<16} {:>8.0} MiB {:>12.1}",
+            which,
+            report["peak_rss_bytes"].as_f64().unwrap_or(f64::NAN) / f64::from(1u32 << 20),
+            report["ms_per_call"].as_f64().unwrap_or(f64::NAN)
+        );
+    }
+    Ok(())
+}
+
+fn layer_child(which: &str) -> Result<(), Box<dyn std::error::Error>> {
+    use burn::module::Module;
+    use burn::optim::GradientsParams;
+    use burn::tensor::{Distribution, Tensor};
+    use vgrpo::model::LoraLinear;
+    use vgrpo::model::lora::{Adapter, LoraConfig};
+
+    let device = vgrpo::device::test_device().autodiff();
+    let (d_in, d_out, rows) = (2048, 6144, 2048);
+    let base = LoraLinear::new(d_in, d_out, false, &device).no_grad();
+    let lora = LoraConfig::default();
+    let layer = match which {
+        "vgrpo" => {
+            let mut layer = base;
+            let mut rng = vgrpo::rng::Rng::new(0);
+            layer.adapter = Some(Adapter::fresh(d_in, d_out, &lora, &mut rng, &device));
+            layer
+        }
+        _ => base.apply_lora(burn::module::Lora::new(lora.rank, lora.alpha)),
+    };
+    let x = Tensor::<2>::random([rows, d_in], Distribution::Normal(0.0, 1.0), &device);
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let y = layer.forward(x.clone());
+        let grads = GradientsParams::from_grads(y.square().mean().backward(), &layer);
+        assert!(!grads.is_empty(), "the adapter got no gradient");
+        times.push(t.elapsed());
+    }
+    let ms = times.iter().map(Duration::as_secs_f64).sum::<f64>() * 1e3 / times.len() as f64;
+    println!(
+        "{}",
+        serde_json::json!({"peak_rss_bytes": peak_rss(), "ms_per_call": ms})
+    );
     Ok(())
 }
 
