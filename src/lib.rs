@@ -46,3 +46,6 @@ pub mod pretrain;
 pub mod score;
 pub mod sft;
 pub mod sft_loss;
+
+// Planning a run: device memory from the configs alone.
+pub mod plan;
