@@ -240,7 +240,8 @@ fn total_after(input: &PlanInput, mode: Mode, steps: &[(Knob, usize)]) -> u64 {
 /// the frames, the completion length, the prompts per step — last), each
 /// taken as far as needed, until the plan fits; then every change that is
 /// not needed is dropped and every other backed off to its least drastic
-/// value that still fits. `None` when the plan
+/// value that still fits, the recipe's first (fewer rows per update cost
+/// time, not results). `None` when the plan
 /// already fits or no knob helps.
 pub fn combination(input: &PlanInput, mode: Mode, device: u64) -> Option<Combination> {
     if estimate(input, mode).total <= device {
@@ -266,18 +267,17 @@ pub fn combination(input: &PlanInput, mode: Mode, device: u64) -> Option<Combina
         return None;
     }
     if total <= device {
-        // Drop what is not needed, then back off what is.
-        let mut i = 0;
-        while i < steps.len() {
+        // Drop what is not needed, then back off what is: the changes to
+        // the recipe (last in KNOBS) first, so the update's size takes
+        // what is left.
+        for i in (0..steps.len()).rev() {
             let mut without = steps.clone();
             without.remove(i);
             if !without.is_empty() && total_after(input, mode, &without) <= device {
                 steps = without;
-            } else {
-                i += 1;
             }
         }
-        for i in 0..steps.len() {
+        for i in (0..steps.len()).rev() {
             for j in 0..steps[i].1 {
                 let mut lighter = steps.clone();
                 lighter[i].1 = j;
