@@ -613,6 +613,11 @@ fn count(n: u64) -> String {
     }
 }
 
+/// `1 row`, `8 rows`.
+fn plural(n: u64, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
+}
+
 fn mode_name(mode: Mode) -> &'static str {
     match mode {
         Mode::Full => "full fine-tuning",
@@ -658,13 +663,13 @@ fn plan_header(args: &PlanArgs, input: &PlanInput, plan: &Plan, model_file: &str
     out += &match input.stage {
         Stage::Grpo => format!(
             "  step    {} prompts × G {} = {} rollouts of ≤ {} tokens; {} rows per update \
-             ({} prompt rows)\n",
+             ({})\n",
             input.prompts_per_step,
             input.group_size,
             input.prompts_per_step * input.group_size,
             input.max_new_tokens,
             input.update_rows,
-            prompt_rows
+            plural(prompt_rows as u64, "prompt row")
         ),
         Stage::Sft => format!(
             "  step    {} examples per micro-batch of ≤ {} answer tokens (grpo.max_new_tokens), \
@@ -801,7 +806,11 @@ fn plan_table(input: &PlanInput, plans: &[Plan; 2], device: Option<ByteSize>) ->
     }
     let (fu, lu) = (&full.update, &lora.update);
     row(
-        &format!("update ({} rows, {} prompt rows)", fu.rows, fu.prompts),
+        &format!(
+            "update ({}, {})",
+            plural(fu.rows, "row"),
+            plural(fu.prompts, "prompt row")
+        ),
         peak(full, vgrpo::plan::Phase::Update, fu.total()),
         peak(lora, vgrpo::plan::Phase::Update, lu.total()),
     );
