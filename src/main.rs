@@ -835,6 +835,11 @@ fn plan_table(input: &PlanInput, plans: &[Plan; 2], device: Option<ByteSize>) ->
         None => format!("{} (frozen, peak)", show(u.vision_frozen)),
     };
     row("  vision tower activations", vision(fu), vision(lu));
+    let one = |u: &vgrpo::plan::estimate::UpdatePhase| {
+        let all = u.vision.map_or(u.vision_frozen, |v| v.saved);
+        show(all / u.prompts.max(1))
+    };
+    row("    one prompt's video", one(fu), one(lu));
     let logits_label = match input.stage {
         Stage::Grpo => format!(
             "  logits [{}, {}, V] × {}, f32",
