@@ -47,3 +47,6 @@ pub mod pretrain;
 pub mod score;
 pub mod sft;
 pub mod sft_loss;
+
+// Planning a run: device memory from the configs alone.
+pub mod plan;

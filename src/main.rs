@@ -14,6 +14,7 @@ use vgrpo::data::synth::{self, SynthConfig};
 use vgrpo::device::DeviceSpec;
 use vgrpo::eval::EvalError;
 use vgrpo::pipeline::PipelineError;
+use vgrpo::plan::{ByteSize, Mode, Plan, PlanInput, PlanOptions, Stage, WeightDtype};
 use vgrpo::run::{INTERRUPTED_EXIT, Interrupt};
 use vgrpo::video::{VideoConfig, inspect_video};
 
@@ -176,6 +177,10 @@ enum Command {
         #[arg(long, default_value = "no")]
         resume: vgrpo::checkpoint::Resume,
     },
+    /// The device memory the config's run needs, full fine-tuning and LoRA
+    /// side by side, from the model's config.json alone (no weights), and
+    /// what to change when it does not fit `--gpu-memory`.
+    Plan(PlanArgs),
     /// Draw every metric of RUN_DIR/metrics.jsonl into RUN_DIR/metrics.png.
     Plot {
         /// A run directory (runs/<name>).
@@ -208,6 +213,28 @@ enum Command {
         #[arg(long, default_value = "cpu")]
         device: DeviceSpec,
     },
+}
+
+#[derive(clap::Args)]
+struct PlanArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Memory of one device (`80GiB`, `141GiB`, `80GB`); without it the
+    /// plan only gives totals.
+    #[arg(long, value_name = "SIZE")]
+    gpu_memory: Option<ByteSize>,
+    /// The trainer to plan: `grpo` (vgrpo train) or `sft`.
+    #[arg(long, default_value = "grpo")]
+    stage: Stage,
+    /// The dtype frozen weights are held in (the LoRA base, the full
+    /// fine-tuning reference): `checkpoint` (config.json's), `bf16`,
+    /// `f16` or `f32` (what the CPU backend runs).
+    #[arg(long, default_value = "checkpoint", value_name = "DTYPE")]
+    frozen_dtype: String,
+    /// The source videos' size, `WIDTHxHEIGHT`: with `[video]`'s frame
+    /// count and token budget it sets the visual tokens.
+    #[arg(long, default_value = "1280x720", value_name = "WxH")]
+    video_size: String,
 }
 
 /// Unset options keep the defaults of `SynthConfig`.
@@ -462,6 +489,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 summary.final_dir.display()
             );
         }
+        Command::Plan(args) => plan(&args)?,
         Command::Plot { run_dir } => {
             let path = vgrpo::plot::plot_run(&run_dir)?;
             println!("{}", path.display());
@@ -517,4 +545,404 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `vgrpo plan`: reads the config and the model's config.json, prints the
+/// two plans side by side and, for each that does not fit the device,
+/// what to change.
+fn plan(args: &PlanArgs) -> anyhow::Result<()> {
+    let cfg = args.config.load()?;
+    let shapes = vgrpo::plan::model_shapes(&cfg.model)?;
+    let checkpoint = shapes.checkpoint_dtype()?;
+    let frozen_dtype = match args.frozen_dtype.as_str() {
+        "checkpoint" => None,
+        name => Some(WeightDtype::parse(name).ok_or_else(|| {
+            anyhow::anyhow!("--frozen-dtype must be checkpoint, bf16, f16 or f32, got {name:?}")
+        })?),
+    };
+    let video_size = args
+        .video_size
+        .split_once(['x', 'X'])
+        .and_then(|(w, h)| Some([w.parse().ok()?, h.parse().ok()?]))
+        .filter(|[w, h]: &[u32; 2]| *w > 0 && *h > 0)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "--video-size must be WIDTHxHEIGHT, got {:?}",
+                args.video_size
+            )
+        })?;
+    let options = PlanOptions {
+        stage: args.stage,
+        frozen_dtype,
+        video_size,
+    };
+    let input = PlanInput::new(&cfg, &shapes.config, checkpoint, &options)
+        .context("the prompt's visual tokens")?;
+    let plans = [
+        vgrpo::plan::estimate(&input, Mode::Full),
+        vgrpo::plan::estimate(&input, Mode::Lora),
+    ];
+    let model_file = shapes
+        .path
+        .as_ref()
+        .map_or("the embedded tiny model".to_string(), |p| {
+            p.display().to_string()
+        });
+    print!("{}", plan_header(args, &input, &plans[0], &model_file));
+    print!("{}", plan_table(&input, &plans, args.gpu_memory));
+    if let Some(device) = args.gpu_memory {
+        for plan in plans.iter().filter(|p| !p.fits(device.0)) {
+            print!("{}", plan_changes(&input, plan, device));
+        }
+    }
+    Ok(())
+}
+
+/// `8.77 B`, `43.6 M`, `1.31 M`, `950 k`.
+fn count(n: u64) -> String {
+    let n = n as f64;
+    if n >= 1e9 {
+        format!("{:.2} B", n / 1e9)
+    } else if n >= 1e6 {
+        format!("{:.1} M", n / 1e6)
+    } else if n >= 1e3 {
+        format!("{:.0} k", n / 1e3)
+    } else {
+        format!("{n}")
+    }
+}
+
+/// `1 row`, `8 rows`.
+fn plural(n: u64, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
+}
+
+fn mode_name(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Full => "full fine-tuning",
+        Mode::Lora => "LoRA",
+    }
+}
+
+fn plan_header(args: &PlanArgs, input: &PlanInput, plan: &Plan, model_file: &str) -> String {
+    let m = &input.model;
+    let p = &input.prompt;
+    let arch = match m.arch {
+        vgrpo::model::Arch::Qwen25Vl => "Qwen2.5-VL",
+        vgrpo::model::Arch::Qwen3Vl => "Qwen3-VL",
+    };
+    let [cols, rows] = p.cells;
+    let [w, h] = input.video_size;
+    let mut out = format!(
+        "memory plan of {} ({}), per device\n",
+        args.config.config.display(),
+        match input.stage {
+            Stage::Grpo => "GRPO, vgrpo train",
+            Stage::Sft => "SFT, vgrpo sft",
+        }
+    );
+    out += &format!(
+        "  model   {model_file}: {arch}, {} parameters (text {}, vision {}), checkpoint {}\n",
+        count(plan.params.total()),
+        count(plan.params.text),
+        count(plan.params.vision),
+        input.checkpoint_dtype.name()
+    );
+    out += &format!(
+        "  prompt  {} tokens: {} visual ({} frames of {w}x{h} → {} groups of {cols}×{rows} tokens, \
+         {} patches) + {} text\n",
+        p.tokens(),
+        p.visual_tokens,
+        p.frames,
+        p.groups,
+        p.patches,
+        p.text_tokens
+    );
+    let (prompt_rows, _) = input.update_prompts();
+    out += &match input.stage {
+        Stage::Grpo => format!(
+            "  step    {} prompts × G {} = {} rollouts of ≤ {} tokens; {} rows per update \
+             ({})\n",
+            input.prompts_per_step,
+            input.group_size,
+            input.prompts_per_step * input.group_size,
+            input.max_new_tokens,
+            input.update_rows,
+            plural(prompt_rows as u64, "prompt row")
+        ),
+        Stage::Sft => format!(
+            "  step    {} examples per micro-batch of ≤ {} answer tokens (grpo.max_new_tokens), \
+             grad_accum {}\n",
+            input.update_rows, input.max_new_tokens, input.grad_accum
+        ),
+    };
+    out += "\n";
+    out
+}
+
+/// The two plans side by side: a label column and one column per plan.
+fn plan_table(input: &PlanInput, plans: &[Plan; 2], device: Option<ByteSize>) -> String {
+    use vgrpo::plan::bytes::show;
+    let [full, lora] = plans;
+    let mut rows: Vec<[String; 3]> = Vec::new();
+    let mut row = |label: &str, f: String, l: String| rows.push([label.to_string(), f, l]);
+    let both = |f: &dyn Fn(&Plan) -> String| (f(full), f(lora));
+    let dash = || "–".to_string();
+    let lora_label = {
+        let l = &input.lora;
+        format!(
+            "LoRA r {}{}",
+            l.rank,
+            if input.lora_from_config {
+                ""
+            } else {
+                " (default)"
+            }
+        )
+    };
+    let run = |p: &Plan| {
+        if p.mode == input.run_mode() {
+            " (the run)"
+        } else {
+            ""
+        }
+    };
+    row(
+        "",
+        format!("{}{}", mode_name(Mode::Full), run(full)),
+        format!("{lora_label}{}", run(lora)),
+    );
+    let (f, l) = both(&|p| count(p.trainable));
+    row("parameters trained", f, l);
+    let (f, l) = both(&|p| show(p.persistent.total()));
+    row("persistent", f, l);
+    let (f, l) = both(&|p| {
+        format!(
+            "{} {}",
+            show(p.persistent.weights),
+            p.persistent.weights_dtype.name()
+        )
+    });
+    row("  weights", f, l);
+    row(
+        "  LoRA masters (f32)",
+        dash(),
+        show(lora.persistent.masters),
+    );
+    let (f, l) = both(&|p| show(p.persistent.adam));
+    row("  AdamW moments (2 × f32)", f, l);
+    if input.stage == Stage::Grpo {
+        let reference = |p: &Plan| {
+            if p.persistent.reference == 0 {
+                "0 (adapters off)".to_string()
+            } else {
+                format!(
+                    "{} {}",
+                    show(p.persistent.reference),
+                    p.persistent.reference_dtype.name()
+                )
+            }
+        };
+        let label = if input.kl_coef == 0.0 {
+            "  reference model (kept at kl_coef 0)"
+        } else {
+            "  reference model"
+        };
+        row(label, reference(full), reference(lora));
+    }
+    let (f, l) = both(&|p| show(p.persistent.pixels));
+    row("  pixel patches of the step (f32)", f, l);
+    let (f, l) = both(&|p| show(p.persistent.runtime));
+    row("  runtime reserve", f, l);
+
+    let peak = |p: &Plan, phase: vgrpo::plan::Phase, bytes: u64| {
+        let mark = if p.peak == phase { " ◀ peak" } else { "" };
+        format!("{}{mark}", show(bytes))
+    };
+    if let (Some(fr), Some(lr)) = (&full.rollout, &lora.rollout) {
+        let p = input.prompts_per_step * input.group_size;
+        row(
+            &format!("rollout ({p} rows)"),
+            peak(full, vgrpo::plan::Phase::Rollout, fr.total()),
+            peak(lora, vgrpo::plan::Phase::Rollout, lr.total()),
+        );
+        row(
+            "  KV cache, prompt shared per group",
+            show(fr.cache.stored),
+            show(lr.cache.stored),
+        );
+        row(
+            "    (copied per rollout it would be)",
+            show(fr.cache.unshared),
+            show(lr.cache.unshared),
+        );
+        row("  prefill peak", show(fr.prefill), show(lr.prefill));
+        row("  decode step peak", show(fr.decode), show(lr.decode));
+    }
+    if let (Some(fl), Some(ll)) = (&full.logprobs, &lora.logprobs) {
+        let rows = input.prompts_per_step * input.group_size;
+        row(
+            &format!("log-probs (reference, old; {rows} rows, no grad)"),
+            peak(full, vgrpo::plan::Phase::LogProbs, fl.total()),
+            peak(lora, vgrpo::plan::Phase::LogProbs, ll.total()),
+        );
+        row("  KV cache", show(fl.cache), show(ll.cache));
+        row("  prefill peak", show(fl.prefill), show(ll.prefill));
+        row(
+            "  completion layer peak",
+            show(fl.completions),
+            show(ll.completions),
+        );
+        row(
+            &format!(
+                "  logits [{rows}, {}, V] × {}, f32",
+                input.max_new_tokens,
+                vgrpo::plan::logits::NO_GRAD_LOGITS_TENSORS
+            ),
+            show(fl.logits),
+            show(ll.logits),
+        );
+    }
+    let (fu, lu) = (&full.update, &lora.update);
+    row(
+        &format!(
+            "update ({}, {})",
+            plural(fu.rows, "row"),
+            plural(fu.prompts, "prompt row")
+        ),
+        peak(full, vgrpo::plan::Phase::Update, fu.total()),
+        peak(lora, vgrpo::plan::Phase::Update, lu.total()),
+    );
+    row("  gradients (f32)", show(fu.gradients), show(lu.gradients));
+    row(
+        "  decoder activations",
+        show(fu.decoder.layers),
+        show(lu.decoder.layers),
+    );
+    row(
+        "  K/V of the pass",
+        show(fu.decoder.kv),
+        show(lu.decoder.kv),
+    );
+    row(
+        "  embeddings, final norm, head input",
+        show(fu.decoder.outside),
+        show(lu.decoder.outside),
+    );
+    let vision = |u: &vgrpo::plan::estimate::UpdatePhase| match u.vision {
+        Some(v) => show(v.saved),
+        None => format!("{} (frozen, peak)", show(u.vision_frozen)),
+    };
+    row("  vision tower activations", vision(fu), vision(lu));
+    let one = |u: &vgrpo::plan::estimate::UpdatePhase| {
+        let all = u.vision.map_or(u.vision_frozen, |v| v.saved);
+        show(all / u.prompts.max(1))
+    };
+    row("    one prompt's video", one(fu), one(lu));
+    let logits_label = match input.stage {
+        Stage::Grpo => format!(
+            "  logits [{}, {}, V] × {}, f32",
+            fu.rows,
+            fu.positions,
+            vgrpo::plan::logits::UPDATE_LOGITS_TENSORS
+        ),
+        Stage::Sft => format!(
+            "  logits [{}, {}, V] × {}",
+            fu.rows,
+            fu.positions,
+            vgrpo::plan::logits::SFT_LOGITS_TENSORS
+        ),
+    };
+    row(&logits_label, show(fu.logits), show(lu.logits));
+    let ckpt = if input.checkpointing {
+        "  saved activations (checkpointing on)"
+    } else {
+        "  saved with per-layer checkpointing"
+    };
+    row(
+        ckpt,
+        show(fu.saved_checkpointed()),
+        show(lu.saved_checkpointed()),
+    );
+    row(
+        &format!(
+            "  logits in chunks of {} positions",
+            vgrpo::plan::logits::LOGITS_CHUNK
+        ),
+        show(fu.logits_chunked),
+        show(lu.logits_chunked),
+    );
+    row(
+        "optimizer step",
+        peak(full, vgrpo::plan::Phase::Optimizer, full.optimizer.total()),
+        peak(lora, vgrpo::plan::Phase::Optimizer, lora.optimizer.total()),
+    );
+    row(
+        "  AdamW temporaries",
+        show(full.optimizer.temporaries),
+        show(lora.optimizer.temporaries),
+    );
+    let (f, l) = both(&|p| format!("{} (peak: {})", show(p.total), p.peak.name()));
+    row("total per device", f, l);
+    if let Some(device) = device {
+        let verdict = |p: &Plan| {
+            if p.fits(device.0) {
+                format!("yes, {} free", show(device.0 - p.total))
+            } else {
+                format!("no, {} over", show(p.total - device.0))
+            }
+        };
+        row(&format!("fits {device}"), verdict(full), verdict(lora));
+    }
+
+    let width = |i: usize| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0);
+    let (w0, w1) = (width(0), width(1));
+    let pad = |s: &str, w: usize| format!("{s}{}", " ".repeat(w - s.chars().count()));
+    let mut out = String::new();
+    for r in &rows {
+        let line = format!("{}  {}  {}", pad(&r[0], w0), pad(&r[1], w1), r[2]);
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// What to change for `plan` to fit `device`.
+fn plan_changes(input: &PlanInput, plan: &Plan, device: ByteSize) -> String {
+    use vgrpo::plan::bytes::show;
+    let mut out = format!(
+        "\n{} does not fit {device} ({} needed). Each change alone, largest effect first:\n",
+        mode_name(plan.mode),
+        show(plan.total)
+    );
+    let changes = vgrpo::plan::suggestions(input, plan.mode, device.0);
+    let width = changes
+        .iter()
+        .map(|c| c.setting.chars().count())
+        .max()
+        .unwrap_or(0);
+    for c in &changes {
+        let pad = " ".repeat(width - c.setting.chars().count());
+        let fits = if c.fits { "fits" } else { "does not fit" };
+        out += &format!("  {}{pad}  → {} ({fits})\n", c.setting, show(c.total));
+    }
+    match vgrpo::plan::combination(input, plan.mode, device.0) {
+        Some(combo) => {
+            out += &format!(
+                "together{}:\n",
+                if combo.fits {
+                    ""
+                } else {
+                    " (still does not fit)"
+                }
+            );
+            for s in &combo.settings {
+                out += &format!("  {s}\n");
+            }
+            out += &format!("  → {}\n", show(combo.total));
+        }
+        None if changes.is_empty() => out += "  (no setting the plan knows shrinks it)\n",
+        None => {}
+    }
+    out
 }
