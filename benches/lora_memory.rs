@@ -129,8 +129,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         settings.tokens, settings.layers, settings.vision_layers
     );
     println!(
-        "{:<16} {:>12} {:>10} {:>10} {:>10}",
-        "variant", "peak RSS", "step s", "update s", "vs full"
+        "{:<16} {:>12} {:>10} {:>10} {:>10} {:>12} {:>10}",
+        "variant", "peak RSS", "step s", "update s", "vs full", "vgrpo plan", "plan/RSS"
     );
     let mut full = None;
     for v in &VARIANTS {
@@ -153,13 +153,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             serde_json::from_str(String::from_utf8(out.stdout)?.lines().last().unwrap_or(""))?;
         let peak = report["peak_rss_bytes"].as_f64().unwrap_or(f64::NAN);
         let full_peak = *full.get_or_insert(peak);
+        let planned = planned_bytes(v, root, settings.tokens)? as f64;
+        let gib = f64::from(1u32 << 30);
         println!(
-            "{:<16} {:>9.2} GiB {:>10.1} {:>10.1} {:>9.2}×",
+            "{:<16} {:>9.2} GiB {:>10.1} {:>10.1} {:>9.2}× {:>8.2} GiB {:>9.2}×",
             v.name,
-            peak / f64::from(1u32 << 30),
+            peak / gib,
             report["step_seconds"].as_f64().unwrap_or(f64::NAN),
             report["update_seconds"].as_f64().unwrap_or(f64::NAN),
-            peak / full_peak
+            peak / full_peak,
+            planned / gib,
+            planned / peak
         );
     }
     layers()
@@ -318,6 +322,22 @@ fn run_config(v: &Variant, root: &Path, tokens: usize) -> String {
         model = root.join(v.model).display(),
         rollouts = root.join("rollouts").display(),
     )
+}
+
+/// What `vgrpo plan` estimates for `variant`'s run (the same config; the
+/// synthetic clips' size).
+fn planned_bytes(v: &Variant, root: &Path, tokens: usize) -> Result<u64, Box<dyn std::error::Error>> {
+    use vgrpo::plan::{Mode, PlanInput, PlanOptions, estimate, model_shapes};
+    let cfg = vgrpo::config::from_str(Path::new("bench.toml"), &run_config(v, root, tokens), &[])?;
+    let shapes = model_shapes(&cfg.model)?;
+    let synth = SynthConfig::default();
+    let options = PlanOptions {
+        video_size: [synth.width, synth.height],
+        ..PlanOptions::default()
+    };
+    let input = PlanInput::new(&cfg, &shapes.config, shapes.checkpoint_dtype()?, &options)?;
+    let mode = if v.lora { Mode::Lora } else { Mode::Full };
+    Ok(estimate(&input, mode).total)
 }
 
 /// `VmHWM` (the process's peak resident set) in bytes.
