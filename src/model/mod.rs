@@ -4,10 +4,12 @@
 //! `processor` (video frames -> pixel patches), `position` (M-RoPE ids,
 //! windows), `rope`, `layers`, `vision`, `text`, `cache`, `qwen_vl` (the
 //! whole model and its inputs), `lora` (adapters on the projections),
+//! `adapters` (the projections by HF name; adapters across the model),
 //! `weights` (HF safetensors import/export), `store` (Burn-native
 //! checkpoints), `logprob` (teacher-forced log-probs),
 //! `check` (compare against a transformers reference file).
 
+pub mod adapters;
 pub mod cache;
 pub mod check;
 pub mod config;

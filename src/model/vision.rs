@@ -82,8 +82,11 @@ impl VisionAttention {
     }
 }
 
-/// Feed-forward of one vision block.
+/// Feed-forward of one vision block. (One per block, a few dozen per model:
+/// the variants' size difference — three projections against two — costs
+/// nothing worth a box.)
 #[derive(Module, Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum VisionMlp {
     /// Qwen2.5-VL: SwiGLU with biases (`gate_proj`, `up_proj`, `down_proj`).
     Gated(GatedMlp),
