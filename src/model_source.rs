@@ -7,6 +7,7 @@
 //! path = "runs/cold/final"        # absent: the embedded tiny Qwen3-VL
 //! tokenizer = "…/tokenizer.json"  # absent: <path>/tokenizer.json, or the
 //!                                 # embedded tiny tokenizer for the tiny model
+//! adapter = "…/lora"              # a PEFT LoRA adapter, merged in at load
 //! ```
 //!
 //! A directory is read by what it holds: `config.json` + `*.safetensors` is a
@@ -19,7 +20,7 @@
 use crate::checkpoint::{DirIoError, replace_dir};
 use crate::config::rules::{Rules, Validate};
 use crate::default_model::{TINY_CONFIG_JSON, tiny_config, tiny_model};
-use crate::model::{ModelError, QwenVl, QwenVlConfig};
+use crate::model::{ModelError, QwenVl, QwenVlConfig, load_adapter};
 use crate::text::tiny_tokenizer::TINY_TOKENIZER_JSON;
 use crate::text::{Tokenizer, TokenizerError};
 use crate::train_state::{self, TrainStateError};
@@ -50,6 +51,13 @@ impl Validate for ModelConfig {
                 "path must not be empty (remove the key for the tiny model)".into()
             });
         }
+        if let Some(path) = &self.adapter {
+            rules.check(
+                !path.as_os_str().is_empty(),
+                &format!("{p}.adapter"),
+                || "adapter must not be empty (remove the key for no adapter)".into(),
+            );
+        }
     }
 }
 
@@ -57,6 +65,8 @@ impl Validate for ModelConfig {
 pub enum ModelSourceError {
     #[error("model {path}")]
     Model { path: String, source: ModelError },
+    #[error("adapter {path}")]
+    Adapter { path: PathBuf, source: ModelError },
     #[error(transparent)]
     Checkpoint(#[from] TrainStateError),
     #[error("tokenizer")]
@@ -88,6 +98,11 @@ pub enum ModelOrigin {
     Tiny(u64),
     HfDir(PathBuf),
     Checkpoint(PathBuf),
+    /// A base model with a PEFT adapter merged into it.
+    WithAdapter {
+        base: Box<ModelOrigin>,
+        adapter: PathBuf,
+    },
 }
 
 impl std::fmt::Display for ModelOrigin {
@@ -96,6 +111,9 @@ impl std::fmt::Display for ModelOrigin {
             ModelOrigin::Tiny(seed) => write!(f, "tiny model (seed {seed})"),
             ModelOrigin::HfDir(p) => write!(f, "{}", p.display()),
             ModelOrigin::Checkpoint(p) => write!(f, "checkpoint {}", p.display()),
+            ModelOrigin::WithAdapter { base, adapter } => {
+                write!(f, "{base} + adapter {}", adapter.display())
+            }
         }
     }
 }
@@ -111,8 +129,36 @@ pub struct LoadedModel {
 }
 
 /// Loads the model `cfg` names onto `device` (use `device.autodiff()` to
-/// train it). `seed` initialises the tiny model.
+/// train it). `seed` initialises the tiny model. With `[model] adapter` the
+/// PEFT adapter is merged into the base ([`load_adapter`],
+/// [`QwenVl::merged`]): the merged model is the one returned.
 pub fn load_model(
+    cfg: &ModelConfig,
+    seed: u64,
+    device: &Device,
+) -> Result<LoadedModel, ModelSourceError> {
+    let loaded = load_base(cfg, seed, device)?;
+    let Some(adapter) = &cfg.adapter else {
+        return Ok(loaded);
+    };
+    let model = load_adapter(adapter, loaded.model)
+        .map_err(|source| ModelSourceError::Adapter {
+            path: adapter.clone(),
+            source,
+        })?
+        .merged();
+    Ok(LoadedModel {
+        model,
+        origin: ModelOrigin::WithAdapter {
+            base: Box::new(loaded.origin),
+            adapter: adapter.clone(),
+        },
+        ..loaded
+    })
+}
+
+/// The base model `cfg` names, without its adapter.
+fn load_base(
     cfg: &ModelConfig,
     seed: u64,
     device: &Device,

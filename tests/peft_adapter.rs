@@ -17,6 +17,7 @@ use safetensors::{Dtype, SafeTensors};
 use vgrpo::model::check::{Reference, check_loaded};
 use vgrpo::model::lora::{Adapter, LoraConfig, LoraInit};
 use vgrpo::model::{ModelError, QwenVl, load_adapter, save_adapter};
+use vgrpo::model_source::{ModelConfig, ModelOrigin, load_model};
 
 const TOLERANCE: f64 = 1e-4;
 const ARCHS: [&str; 2] = ["qwen3_vl", "qwen2_5_vl"];
@@ -284,6 +285,73 @@ fn exports_keep_the_parameter_dtype() {
         eprintln!("{arch}: bf16 merged export rel error {rel:.3e}");
         assert!(rel.is_finite() && rel <= 5e-2, "{arch}: {rel:.3e}");
     }
+}
+
+#[test]
+fn model_config_adapter_is_merged_at_load() {
+    let tmp = tempfile::tempdir().unwrap();
+    let device = vgrpo::device::test_device();
+    // A tiny-model adapter with non-zero B, written by vgrpo.
+    let plain = load_model(&ModelConfig::default(), 5, &device).unwrap();
+    let lora = LoraConfig {
+        rank: 2,
+        alpha: 4.0,
+        ..LoraConfig::default()
+    };
+    let mut rng = vgrpo::rng::Rng::new(9);
+    let (mut adapted, names) = plain.model.clone().with_fresh_adapters(&lora, &mut rng);
+    assert!(!names.is_empty());
+    for (_, proj) in adapted.projections_mut() {
+        if let Some(a) = &mut proj.adapter {
+            a.lora_b = a.lora_b.clone().map(|b| b.ones_like().mul_scalar(0.01));
+        }
+    }
+    let dir = tmp.path().join("adapter");
+    save_adapter(&adapted, &lora, "tiny", &dir).unwrap();
+
+    let cfg = ModelConfig {
+        adapter: Some(dir.clone()),
+        ..ModelConfig::default()
+    };
+    let loaded = load_model(&cfg, 5, &device).unwrap();
+    assert!(!loaded.model.has_adapters());
+    assert_eq!(
+        loaded.origin,
+        ModelOrigin::WithAdapter {
+            base: Box::new(ModelOrigin::Tiny(5)),
+            adapter: dir.clone(),
+        }
+    );
+    assert_eq!(
+        loaded.origin.to_string(),
+        format!("tiny model (seed 5) + adapter {}", dir.display())
+    );
+    let weight = |m: &QwenVl| {
+        values(
+            m.model.language_model.layers[0]
+                .self_attn
+                .q_proj
+                .weight
+                .val(),
+        )
+    };
+    assert_eq!(weight(&loaded.model), weight(&adapted.clone().merged()));
+    assert_ne!(weight(&loaded.model), weight(&plain.model));
+
+    // On an autodiff device the merged weights are trainable leaves.
+    let trainable = load_model(&cfg, 5, &device.clone().autodiff()).unwrap();
+    let q = &trainable.model.model.language_model.layers[0]
+        .self_attn
+        .q_proj;
+    assert!(q.weight.val().is_require_grad());
+
+    // A missing adapter directory names the file.
+    let missing = ModelConfig {
+        adapter: Some(tmp.path().join("nowhere")),
+        ..ModelConfig::default()
+    };
+    let err = vgrpo::errors::chain(&load_model(&missing, 5, &device).err().unwrap());
+    assert!(err.contains("nowhere/adapter_config.json"), "{err}");
 }
 
 /// A copy of the Qwen3-VL fixture adapter with `edit` applied to its config.
