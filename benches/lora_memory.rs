@@ -295,7 +295,10 @@ fn write_models(root: &Path, s: &Settings) -> Result<(), Box<dyn std::error::Err
         .map(|(n, shape, d)| Ok((n.clone(), TensorView::new(Dtype::BF16, shape.clone(), d)?)))
         .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()?;
     safetensors::serialize_to_file(views, None, &bf16_dir.join("model.safetensors"))?;
-    std::fs::write(bf16_dir.join("config.json"), real_width_config(s, "bfloat16"))?;
+    std::fs::write(
+        bf16_dir.join("config.json"),
+        real_width_config(s, "bfloat16"),
+    )?;
     std::fs::write(bf16_dir.join("tokenizer.json"), tokenizer)?;
     Ok(())
 }
@@ -326,7 +329,11 @@ fn run_config(v: &Variant, root: &Path, tokens: usize) -> String {
 
 /// What `vgrpo plan` estimates for `variant`'s run (the same config; the
 /// synthetic clips' size).
-fn planned_bytes(v: &Variant, root: &Path, tokens: usize) -> Result<u64, Box<dyn std::error::Error>> {
+fn planned_bytes(
+    v: &Variant,
+    root: &Path,
+    tokens: usize,
+) -> Result<u64, Box<dyn std::error::Error>> {
     use vgrpo::plan::{Mode, PlanInput, PlanOptions, estimate, model_shapes};
     let cfg = vgrpo::config::from_str(Path::new("bench.toml"), &run_config(v, root, tokens), &[])?;
     let shapes = model_shapes(&cfg.model)?;

@@ -150,6 +150,10 @@ enum Command {
         /// Safetensors file with the inputs and logits transformers produced.
         #[arg(long)]
         reference: PathBuf,
+        /// A PEFT LoRA adapter directory to run on top of the model (not
+        /// merged: the factored forward is what is checked).
+        #[arg(long, value_name = "DIR")]
+        adapter: Option<PathBuf>,
         /// Largest accepted relative error.
         #[arg(long, default_value_t = 1e-4)]
         tolerance: f64,
@@ -195,6 +199,10 @@ enum Command {
         /// Model directory (HF layout or a checkpoint); absent: the tiny model.
         #[arg(long)]
         model: Option<PathBuf>,
+        /// A PEFT LoRA adapter directory (`adapter_config.json` +
+        /// `adapter_model.safetensors`), merged into the model at load.
+        #[arg(long, value_name = "DIR")]
+        adapter: Option<PathBuf>,
         /// The video file.
         video: PathBuf,
         /// visual, dynamic or alignment.
@@ -423,10 +431,22 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::CheckModel {
             dir,
             reference,
+            adapter,
             tolerance,
             device,
         } => {
-            let report = vgrpo::model::check_model(&dir, &reference, tolerance, &device.device()?)?;
+            let device = device.device()?;
+            let report = match adapter {
+                None => vgrpo::model::check_model(&dir, &reference, tolerance, &device)?,
+                Some(adapter) => {
+                    let base = vgrpo::model::QwenVl::from_hf_dir(&dir, &device)?;
+                    let model = vgrpo::model::load_adapter(&adapter, base)?;
+                    let data = vgrpo::model::check::Reference::read(&reference)?;
+                    vgrpo::model::check::check_loaded(
+                        &model, &data, &reference, tolerance, &device,
+                    )?
+                }
+            };
             let grids: Vec<[usize; 3]> = report.grids.iter().map(|g| [g.t, g.h, g.w]).collect();
             println!(
                 "logits rel error {:.3e} (max|Δ| {:.3e}, max|ref| {:.3e}, {} positions, vocab {}, grids {grids:?})",
@@ -512,6 +532,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Score {
             model,
+            adapter,
             video,
             dimension,
             prompt,
@@ -529,6 +550,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             let request = vgrpo::eval::ScoreRequest {
                 model: vgrpo::model_source::ModelConfig {
                     path: model,
+                    adapter,
                     ..Default::default()
                 },
                 video,

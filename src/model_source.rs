@@ -7,6 +7,7 @@
 //! path = "runs/cold/final"        # absent: the embedded tiny Qwen3-VL
 //! tokenizer = "…/tokenizer.json"  # absent: <path>/tokenizer.json, or the
 //!                                 # embedded tiny tokenizer for the tiny model
+//! adapter = "…/lora"              # a PEFT LoRA adapter, merged in at load
 //! ```
 //!
 //! A directory is read by what it holds: `config.json` + `*.safetensors` is a
@@ -19,7 +20,8 @@
 use crate::checkpoint::{DirIoError, replace_dir};
 use crate::config::rules::{Rules, Validate};
 use crate::default_model::{TINY_CONFIG_JSON, tiny_config, tiny_model};
-use crate::model::{ModelError, QwenVl, QwenVlConfig};
+use crate::model::peft::save_adapter;
+use crate::model::{LoraConfig, ModelError, QwenVl, QwenVlConfig, load_adapter};
 use crate::text::tiny_tokenizer::TINY_TOKENIZER_JSON;
 use crate::text::{Tokenizer, TokenizerError};
 use crate::train_state::{self, TrainStateError};
@@ -99,6 +101,13 @@ impl Validate for ModelConfig {
                 "path must not be empty (remove the key for the tiny model)".into()
             });
         }
+        if let Some(path) = &self.adapter {
+            rules.check(
+                !path.as_os_str().is_empty(),
+                &format!("{p}.adapter"),
+                || "adapter must not be empty (remove the key for no adapter)".into(),
+            );
+        }
     }
 }
 
@@ -106,6 +115,8 @@ impl Validate for ModelConfig {
 pub enum ModelSourceError {
     #[error("model {path}")]
     Model { path: String, source: ModelError },
+    #[error("adapter {path}")]
+    Adapter { path: PathBuf, source: ModelError },
     #[error(transparent)]
     Checkpoint(#[from] TrainStateError),
     #[error("tokenizer")]
@@ -148,6 +159,11 @@ pub enum ModelOrigin {
     Tiny(u64),
     HfDir(PathBuf),
     Checkpoint(PathBuf),
+    /// A base model with a PEFT adapter merged into it.
+    WithAdapter {
+        base: Box<ModelOrigin>,
+        adapter: PathBuf,
+    },
 }
 
 impl std::fmt::Display for ModelOrigin {
@@ -156,6 +172,9 @@ impl std::fmt::Display for ModelOrigin {
             ModelOrigin::Tiny(seed) => write!(f, "tiny model (seed {seed})"),
             ModelOrigin::HfDir(p) => write!(f, "{}", p.display()),
             ModelOrigin::Checkpoint(p) => write!(f, "checkpoint {}", p.display()),
+            ModelOrigin::WithAdapter { base, adapter } => {
+                write!(f, "{base} + adapter {}", adapter.display())
+            }
         }
     }
 }
@@ -171,8 +190,36 @@ pub struct LoadedModel {
 }
 
 /// Loads the model `cfg` names onto `device` (use `device.autodiff()` to
-/// train it). `seed` initialises the tiny model.
+/// train it). `seed` initialises the tiny model. With `[model] adapter` the
+/// PEFT adapter is merged into the base ([`load_adapter`],
+/// [`QwenVl::merged`]): the merged model is the one returned.
 pub fn load_model(
+    cfg: &ModelConfig,
+    seed: u64,
+    device: &Device,
+) -> Result<LoadedModel, ModelSourceError> {
+    let loaded = load_base(cfg, seed, device)?;
+    let Some(adapter) = &cfg.adapter else {
+        return Ok(loaded);
+    };
+    let model = load_adapter(adapter, loaded.model)
+        .map_err(|source| ModelSourceError::Adapter {
+            path: adapter.clone(),
+            source,
+        })?
+        .merged();
+    Ok(LoadedModel {
+        model,
+        origin: ModelOrigin::WithAdapter {
+            base: Box::new(loaded.origin),
+            adapter: adapter.clone(),
+        },
+        ..loaded
+    })
+}
+
+/// The base model `cfg` names, without its adapter.
+fn load_base(
     cfg: &ModelConfig,
     seed: u64,
     device: &Device,
@@ -273,19 +320,63 @@ pub fn export_model(
     tokenizer: &Tokenizer,
     dir: &Path,
 ) -> Result<(), ModelSourceError> {
+    replace_dir(dir, |tmp| write_export(model, config_json, tokenizer, tmp))
+}
+
+/// The HF export and the tokenizer into `tmp`.
+fn write_export(
+    model: &QwenVl,
+    config_json: &str,
+    tokenizer: &Tokenizer,
+    tmp: &Path,
+) -> Result<(), ModelSourceError> {
+    model
+        .export_hf(Some(config_json), tmp)
+        .map_err(|source| ModelSourceError::Model {
+            path: tmp.display().to_string(),
+            source,
+        })?;
+    let path = tmp.join("tokenizer.json");
+    let text = tokenizer_json(tokenizer)?;
+    std::fs::write(&path, text).map_err(|source| DirIoError { path, source })?;
+    Ok(())
+}
+
+/// The adapters a LoRA run exports beside its merged model.
+pub struct AdapterExport<'a> {
+    pub lora: &'a LoraConfig,
+    /// `base_model_name_or_path` of the adapter: the model the run loaded.
+    pub base: String,
+}
+
+/// [`export_model`] of a trained model: the merged model, and with
+/// `adapter` (a LoRA run) the adapters alone as a PEFT directory
+/// `dir/adapter/` (`peft.PeftModel.from_pretrained` loads it on the run's
+/// base), in the same atomic replacement.
+pub fn export_trained(
+    model: &QwenVl,
+    config_json: &str,
+    tokenizer: &Tokenizer,
+    dir: &Path,
+    adapter: Option<AdapterExport<'_>>,
+) -> Result<(), ModelSourceError> {
     replace_dir(dir, |tmp| {
-        model
-            .export_hf(Some(config_json), tmp)
-            .map_err(|source| ModelSourceError::Model {
-                path: tmp.display().to_string(),
-                source,
+        write_export(&model.clone().merged(), config_json, tokenizer, tmp)?;
+        if let Some(a) = adapter {
+            let path = tmp.join(ADAPTER_DIR);
+            save_adapter(model, a.lora, &a.base, &path).map_err(|source| {
+                ModelSourceError::Model {
+                    path: path.display().to_string(),
+                    source,
+                }
             })?;
-        let path = tmp.join("tokenizer.json");
-        let text = tokenizer_json(tokenizer)?;
-        std::fs::write(&path, text).map_err(|source| DirIoError { path, source })?;
+        }
         Ok(())
     })
 }
+
+/// `final/adapter/`: a LoRA run's adapters in PEFT format.
+pub const ADAPTER_DIR: &str = "adapter";
 
 /// The `tokenizer.json` text of a loaded tokenizer: its source file, or the
 /// embedded tiny tokenizer.

@@ -214,6 +214,19 @@ fn lora_run_trains_adapters_and_resumes(trainer: &str) {
         .map(|(p, q)| (p - q).abs())
         .fold(0.0f32, f32::max);
     assert!(worst < 1e-4, "merged export differs by {worst}");
+    // The adapters alone, in PEFT format, on the run's base: the same model.
+    let source = vgrpo::model_source::ModelConfig {
+        adapter: Some(a.join("final/adapter")),
+        ..Default::default()
+    };
+    let peft = vgrpo::model_source::load_model(&source, SEED, &device).unwrap();
+    let z = logprobs(&peft.model);
+    let worst = z
+        .iter()
+        .zip(&y)
+        .map(|(p, q)| (p - q).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst < 1e-4, "base + final/adapter differs by {worst}");
 }
 
 #[test]

@@ -37,7 +37,7 @@ use crate::data::{BatchCursor, Manifest, Split};
 use crate::jsonl::JsonlWriter;
 use crate::loader::{Preparer, TrainLoader};
 use crate::model::QwenVl;
-use crate::model_source::{ModelConfig, export_model, load_model};
+use crate::model_source::{AdapterExport, ModelConfig, export_trained, load_model};
 use crate::optim::{Optimizer, freeze_vision};
 use crate::progress::Progress;
 use crate::rollout::{FinishReason, Tokens};
@@ -214,11 +214,16 @@ pub fn train(
     )? {
         Finish::Interrupted { .. } => None,
         Finish::Done { final_dir } => {
-            export_model(
-                &actor.valid().merged(),
+            let adapter = config.lora.as_ref().map(|lora| AdapterExport {
+                lora,
+                base: loaded.origin.to_string(),
+            });
+            export_trained(
+                &actor.valid(),
                 &config_json,
                 &tokenizer,
                 &final_dir,
+                adapter,
             )?;
             Some(final_dir)
         }

@@ -37,6 +37,8 @@ pub enum ModelError {
         missing: Vec<String>,
         unexpected: Vec<String>,
     },
+    #[error("PEFT adapter {path}: {message}")]
+    Adapter { path: PathBuf, message: String },
     #[error("reference file {path}: {message}")]
     Reference { path: PathBuf, message: String },
     #[error("invalid model input: {0}")]

@@ -257,14 +257,19 @@ impl LoraLinear {
     }
 
     /// Folds the adapter into the weight (`W + (α/r)·A·B`, in the weight's
-    /// dtype) and removes it.
+    /// dtype) and removes it. The merged weight is a new leaf with the old
+    /// weight's gradient requirement: it does not backpropagate into the
+    /// factors or the old weight.
     pub fn merge(&mut self) {
         let Some(adapter) = self.adapter.take() else {
             return;
         };
         self.weight = self.weight.clone().map(|w| {
             let dtype = w.dtype();
+            let require_grad = w.is_require_grad();
             to_dtype(to_dtype(w, DType::F32) + adapter.delta(), dtype)
+                .detach()
+                .set_require_grad(require_grad)
         });
     }
 }

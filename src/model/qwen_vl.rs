@@ -263,11 +263,17 @@ impl QwenVl {
         load_hf_weights(dir, model, ignored, dtype)
     }
 
-    /// Writes the model as a HF directory: f32 `model.safetensors` and a
+    /// Writes the model as a HF directory: `model.safetensors` (each tensor
+    /// in its parameter's dtype: f32, or bf16 / f16 for a cast model) and a
     /// `config.json` (written from the config; pass the text the model was
     /// loaded with as `source_config` to keep fields vgrpo does not model,
-    /// such as token ids of the generation config).
+    /// such as token ids of the generation config). Adapters are merged
+    /// into their weights first ([`QwenVl::merged`]): transformers has no
+    /// place for them in a model file.
     pub fn export_hf(&self, source_config: Option<&str>, dir: &Path) -> Result<()> {
+        if self.has_adapters() {
+            return self.clone().merged().export_hf(source_config, dir);
+        }
         let generated;
         let config_json = match source_config {
             Some(text) => text,

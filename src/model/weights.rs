@@ -13,10 +13,11 @@
 //!
 //! Import accepts both (single file or shards listed in
 //! `model.safetensors.index.json`; f32, f16 and bf16), converting every
-//! tensor to one dtype or keeping each in the dtype it is stored in — a
-//! bf16 checkpoint then goes from file to device as bf16 bits, with no f32
-//! copy on the way.
-//! Export writes the layout transformers itself writes for the architecture.
+//! tensor to one dtype — 16-bit tensors stored in that dtype are kept as
+//! they are, so a bf16 checkpoint goes from file to device as bf16 bits,
+//! with no f32 copy on the way. Export writes the layout transformers
+//! itself writes for the architecture, each tensor in its parameter's dtype
+//! (bf16 / f16 kept, else f32).
 //! Torch `Linear` weights are `[out, in]` and Burn's are `[in, out]`; the
 //! patch embedding's 5-D `Conv3d` kernel is flattened to `[out, C*T*P*P]`.
 
@@ -390,7 +391,7 @@ pub(crate) fn to_f32(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
 }
 
 /// `[rows, cols]` row-major -> `[cols, rows]` row-major.
-fn transpose<T: Copy + Default>(values: &[T], rows: usize, cols: usize) -> Vec<T> {
+pub(crate) fn transpose<T: Copy + Default>(values: &[T], rows: usize, cols: usize) -> Vec<T> {
     let mut out = vec![T::default(); values.len()];
     for r in 0..rows {
         for c in 0..cols {
@@ -400,11 +401,57 @@ fn transpose<T: Copy + Default>(values: &[T], rows: usize, cols: usize) -> Vec<T
     out
 }
 
-/// One exported tensor: HF name, HF shape, f32 values.
+/// One exported tensor: HF name, HF shape, dtype and little-endian bytes.
 struct Exported {
     name: String,
     shape: Vec<usize>,
+    dtype: Dtype,
     bytes: Vec<u8>,
+}
+
+/// A parameter's values on the host in its stored precision: bf16 and f16
+/// stay 16-bit, everything else becomes f32.
+enum HostValues {
+    F32(Vec<f32>),
+    Bf16(Vec<half::bf16>),
+    F16(Vec<half::f16>),
+}
+
+impl HostValues {
+    fn read<const D: usize>(tensor: Tensor<D>) -> std::result::Result<Self, String> {
+        let err = |e| format!("{e:?}");
+        Ok(match tensor.dtype() {
+            DType::BF16 => HostValues::Bf16(tensor.into_data().try_into_vec().map_err(err)?),
+            DType::F16 => HostValues::F16(tensor.into_data().try_into_vec().map_err(err)?),
+            _ => HostValues::F32(
+                tensor
+                    .try_into_vec_as::<f32>()
+                    .map_err(|e| format!("{e:?}"))?,
+            ),
+        })
+    }
+
+    fn transposed(self, rows: usize, cols: usize) -> Self {
+        match self {
+            HostValues::F32(v) => HostValues::F32(transpose(&v, rows, cols)),
+            HostValues::Bf16(v) => HostValues::Bf16(transpose(&v, rows, cols)),
+            HostValues::F16(v) => HostValues::F16(transpose(&v, rows, cols)),
+        }
+    }
+
+    fn into_bytes(self) -> (Dtype, Vec<u8>) {
+        match self {
+            HostValues::F32(v) => (Dtype::F32, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+            HostValues::Bf16(v) => (
+                Dtype::BF16,
+                v.iter().flat_map(|x| x.to_bits().to_le_bytes()).collect(),
+            ),
+            HostValues::F16(v) => (
+                Dtype::F16,
+                v.iter().flat_map(|x| x.to_bits().to_le_bytes()).collect(),
+            ),
+        }
+    }
 }
 
 struct Exporter<'a> {
@@ -431,11 +478,11 @@ impl ModuleVisitor for Exporter<'_> {
         let canonical = hf_name(&joined(&self.path));
         let tensor = param.val();
         let dims = tensor.dims().to_vec();
-        let values = match tensor.try_into_vec_as::<f32>() {
+        let values = match HostValues::read(tensor) {
             Ok(v) => v,
             Err(e) => {
                 self.errors
-                    .push(ModelError::Readback(format!("{canonical}: {e:?}")));
+                    .push(ModelError::Readback(format!("{canonical}: {e}")));
                 return;
             }
         };
@@ -446,20 +493,24 @@ impl ModuleVisitor for Exporter<'_> {
             } else {
                 vec![d_out, d_in]
             };
-            (shape, transpose(&values, d_in, d_out))
+            (shape, values.transposed(d_in, d_out))
         } else {
             (dims, values)
         };
+        let (dtype, bytes) = values.into_bytes();
         self.out.push(Exported {
             name: layout_name(&canonical, self.layout),
             shape,
-            bytes: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            dtype,
+            bytes,
         });
     }
 }
 
-/// Writes `module` as an HF-layout f32 `model.safetensors` plus `config.json`
-/// (copied verbatim from `config_json`) into `dir`.
+/// Writes `module` as an HF-layout `model.safetensors` plus `config.json`
+/// (copied verbatim from `config_json`) into `dir`. Each tensor keeps its
+/// parameter's precision: bf16 and f16 parameters are written as BF16 and
+/// F16, everything else as F32.
 pub fn export_hf<M: Module>(
     module: &M,
     config: &QwenVlConfig,
@@ -491,7 +542,7 @@ pub fn export_hf<M: Module>(
         .out
         .iter()
         .map(|t| {
-            TensorView::new(Dtype::F32, t.shape.clone(), &t.bytes)
+            TensorView::new(t.dtype, t.shape.clone(), &t.bytes)
                 .map(|view| (t.name.clone(), view))
                 .map_err(|e| ModelError::Safetensors {
                     path: target.clone(),
@@ -507,7 +558,55 @@ pub fn export_hf<M: Module>(
         }
     })?;
     let config_path = dir.join("config.json");
-    std::fs::write(&config_path, config_json).map_err(io(config_path.clone()))
+    let half = exporter
+        .out
+        .first()
+        .map(|t| t.dtype)
+        .filter(|&d| d != Dtype::F32 && exporter.out.iter().all(|t| t.dtype == d));
+    let config_text = match half {
+        Some(dtype) => with_config_dtype(config_json, dtype),
+        None => config_json.to_string(),
+    };
+    std::fs::write(&config_path, config_text).map_err(io(config_path.clone()))
+}
+
+/// `config_json` with its `dtype` / `torch_dtype` fields (top level, and
+/// in `text_config` / `vision_config`) naming `dtype`, so transformers'
+/// `dtype="auto"` loads a 16-bit export in its own precision. Text that is
+/// not a JSON object, or has no such field, is returned as it is.
+fn with_config_dtype(config_json: &str, dtype: Dtype) -> String {
+    let name = match dtype {
+        Dtype::BF16 => "bfloat16",
+        Dtype::F16 => "float16",
+        _ => "float32",
+    };
+    let Ok(serde_json::Value::Object(mut root)) = serde_json::from_str(config_json) else {
+        return config_json.to_string();
+    };
+    let mut changed = false;
+    let mut set = |fields: &mut serde_json::Map<String, serde_json::Value>| {
+        for key in ["dtype", "torch_dtype"] {
+            if let Some(v) = fields.get_mut(key)
+                && v.as_str() != Some(name)
+            {
+                *v = serde_json::Value::String(name.to_string());
+                changed = true;
+            }
+        }
+    };
+    set(&mut root);
+    for sub in ["text_config", "vision_config"] {
+        if let Some(serde_json::Value::Object(fields)) = root.get_mut(sub) {
+            set(fields);
+        }
+    }
+    if !changed {
+        return config_json.to_string();
+    }
+    let mut text = serde_json::to_string_pretty(&serde_json::Value::Object(root))
+        .expect("a JSON value serialises");
+    text.push('\n');
+    text
 }
 
 #[cfg(test)]
@@ -541,6 +640,20 @@ mod tests {
         assert_eq!(to_f32(Dtype::BF16, &one_bf16), Some(vec![1.5]));
         assert_eq!(to_f32(Dtype::F16, &one_f16), Some(vec![-2.0]));
         assert_eq!(to_f32(Dtype::I64, &[0; 8]), None);
+    }
+
+    #[test]
+    fn half_exports_name_their_dtype_in_the_config() {
+        let text = r#"{"dtype": "float32", "text_config": {"torch_dtype": "float32", "x": 1}}"#;
+        let out: serde_json::Value =
+            serde_json::from_str(&with_config_dtype(text, Dtype::BF16)).unwrap();
+        assert_eq!(out["dtype"], "bfloat16");
+        assert_eq!(out["text_config"]["torch_dtype"], "bfloat16");
+        assert_eq!(out["text_config"]["x"], 1);
+        // Nothing to change: the text stays as it was.
+        let plain = "{\"a\":  1}";
+        assert_eq!(with_config_dtype(plain, Dtype::F16), plain);
+        assert_eq!(with_config_dtype("not json", Dtype::F16), "not json");
     }
 
     #[test]

@@ -27,7 +27,7 @@ use crate::data::{BatchCursor, CursorError, Manifest, ManifestError};
 use crate::inputs::InputSpec;
 use crate::jsonl::{JsonlError, read_rows};
 use crate::model::{ModelError, QwenVl};
-use crate::model_source::{ModelSourceError, export_model, load_model};
+use crate::model_source::{AdapterExport, ModelSourceError, export_trained, load_model};
 use crate::optim::{GradAccumulator, OptimError, Optimizer, StepOutcome, freeze_vision};
 use crate::progress::Progress;
 use crate::run::{ExtraLogs, Finish, Run, RunError, RunSpec};
@@ -228,6 +228,7 @@ pub fn run_sft(
     };
     let run = Run::open(&spec, resume)?;
     let tokenizer = loaded.tokenizer;
+    let origin = loaded.origin;
     let config_json = loaded.config_json;
     let optimizer = Optimizer::new(&cfg.optim);
     let fresh = (
@@ -296,11 +297,16 @@ pub fn run_sft(
     let final_dir = run.dir().join("final");
     let interrupted = matches!(finish, Finish::Interrupted { .. });
     if !interrupted {
-        export_model(
-            &model.valid().merged(),
+        let adapter = cfg.lora.as_ref().map(|lora| AdapterExport {
+            lora,
+            base: origin.to_string(),
+        });
+        export_trained(
+            &model.valid(),
             &config_json,
             &tokenizer,
             &final_dir,
+            adapter,
         )?;
     }
     Ok(SftSummary {
