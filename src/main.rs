@@ -865,7 +865,7 @@ fn plan_table(input: &PlanInput, plans: &[Plan; 2], device: Option<ByteSize>) ->
         Stage::Grpo => format!(
             "  logits [{}, {}, V] × {}, f32",
             fu.rows,
-            fu.positions,
+            vgrpo::plan::logits::chunk_positions(fu.positions, input.logit_chunk as u64),
             vgrpo::plan::logits::UPDATE_LOGITS_TENSORS
         ),
         Stage::Sft => format!(
@@ -886,13 +886,20 @@ fn plan_table(input: &PlanInput, plans: &[Plan; 2], device: Option<ByteSize>) ->
         show(fu.saved_checkpointed()),
         show(lu.saved_checkpointed()),
     );
+    if input.stage == Stage::Sft {
+        row(
+            &format!(
+                "  logits in chunks of {} positions",
+                vgrpo::plan::logits::LOGITS_CHUNK
+            ),
+            show(fu.logits_chunked),
+            show(lu.logits_chunked),
+        );
+    }
     row(
-        &format!(
-            "  logits in chunks of {} positions",
-            vgrpo::plan::logits::LOGITS_CHUNK
-        ),
-        show(fu.logits_chunked),
-        show(lu.logits_chunked),
+        "16-bit matmul operands widened to f32 (flex)",
+        show(full.widening),
+        show(lora.widening),
     );
     row(
         "optimizer step",

@@ -6,7 +6,7 @@
 //! to hold what lives through the whole step plus the largest stage:
 //!
 //! ```text
-//! total = persistent + max(rollout, log-probs, update, optimizer)
+//! total = persistent + widening + max(rollout, log-probs, update, optimizer)
 //! ```
 //!
 //! - **persistent**: the weights, the LoRA masters, AdamW's moments, the
@@ -27,7 +27,9 @@ use super::activations::{
 };
 use super::input::{Mode, PlanInput, Stage, WeightDtype};
 use super::kv_cache::{RolloutCache, rollout_cache};
-use super::logits::{no_grad_logits, sft_logits, update_logits, update_logits_chunked};
+use super::logits::{
+    LOGITS_CHUNK, chunk_positions, no_grad_logits, sft_logits, update_logits_chunked,
+};
 use super::params::{LoraCounts, ParamCounts, lora_counts, param_counts};
 
 /// Device memory no tensor accounts for: the CUDA context, kernels, the
@@ -242,6 +244,11 @@ pub struct Plan {
     pub logprobs: Option<LogProbPhase>,
     pub update: UpdatePhase,
     pub optimizer: OptimizerPhase,
+    /// A 16-bit model on a backend that widens matmul operands to f32 on
+    /// every call (`flex`): the largest weight (the LM head / tied
+    /// embedding table, `V × H`) exists in f32 for the length of its
+    /// matmul, in every stage — `4 · largest tensor`. 0 elsewhere.
+    pub widening: u64,
     /// The stage the total takes its largest from.
     pub peak: Phase,
     /// Bytes per device.
@@ -308,16 +315,25 @@ pub fn estimate(input: &PlanInput, mode: Mode) -> Plan {
         n(input.max_new_tokens),
     );
     let shape = &input.prompt;
+    let chunk = n(input.logit_chunk);
     let l = n(shape.tokens());
     let vocab = n(t.vocab_size);
     let levels = n(m.vision.deepstack_visual_indexes.len());
     let patch_bytes = n(shape.patches * m.vision.patch_dim()) * 4;
     let grpo = input.stage == Stage::Grpo;
 
-    let reference = if grpo && (mode == Mode::Full || input.separate_reference) {
-        params.total() * input.frozen_dtype.bytes()
+    // Full fine-tuning's reference is the starting actor's snapshot, in the
+    // masters' f32 (`trainable::reference_of`); `grpo.reference` is loaded
+    // on its own, in the frozen dtype.
+    let (reference, reference_dtype) = if grpo && input.separate_reference {
+        (
+            params.total() * input.frozen_dtype.bytes(),
+            input.frozen_dtype,
+        )
+    } else if grpo && mode == Mode::Full {
+        (params.total() * 4, WeightDtype::F32)
     } else {
-        0
+        (0, input.frozen_dtype)
     };
     let (update_prompts, _) = input.update_prompts();
     let step_prompts = if grpo { p } else { n(update_prompts) };
@@ -334,7 +350,7 @@ pub fn estimate(input: &PlanInput, mode: Mode) -> Plan {
         masters: if mode == Mode::Lora { 4 * trainable } else { 0 },
         adam: 8 * trainable,
         reference,
-        reference_dtype: input.frozen_dtype,
+        reference_dtype,
         pixels: step_prompts * patch_bytes,
         runtime: RUNTIME_RESERVE,
     };
@@ -354,7 +370,7 @@ pub fn estimate(input: &PlanInput, mode: Mode) -> Plan {
                 * (p * (l + extend) + p * g * extend),
             prefill,
             completions: decoder_peak_no_grad(t, a, p * g, extend, l + extend, 0),
-            logits: no_grad_logits(p * g, w, vocab),
+            logits: no_grad_logits(p * g, chunk_positions(w, chunk), vocab),
         };
         (Some(rollout), Some(logprobs))
     } else {
@@ -374,8 +390,8 @@ pub fn estimate(input: &PlanInput, mode: Mode) -> Plan {
         };
         (
             pass,
-            update_logits(rows, w, vocab),
-            update_logits_chunked(rows, w, vocab),
+            update_logits_chunked(rows, w, vocab, chunk),
+            update_logits_chunked(rows, w, vocab, LOGITS_CHUNK),
         )
     } else {
         let pass = Pass {
@@ -388,7 +404,7 @@ pub fn estimate(input: &PlanInput, mode: Mode) -> Plan {
         (
             pass,
             sft_logits(rows, w, vocab, a),
-            sft_logits(rows, w.min(super::logits::LOGITS_CHUNK), vocab, a),
+            sft_logits(rows, w.min(LOGITS_CHUNK), vocab, a),
         )
     };
     let accumulated = if !grpo && input.grad_accum > 1 { 2 } else { 1 };
@@ -434,6 +450,11 @@ pub fn estimate(input: &PlanInput, mode: Mode) -> Plan {
         logprobs,
         update,
         optimizer,
+        widening: if input.widens_half_matmuls && a < 4 {
+            4 * params.largest_tensor
+        } else {
+            0
+        },
         peak: Phase::Update,
         total: 0,
     };
@@ -444,7 +465,7 @@ pub fn estimate(input: &PlanInput, mode: Mode) -> Plan {
                 if bytes > best.1 { (phase, bytes) } else { best }
             });
     plan.peak = peak;
-    plan.total = plan.persistent.total() + largest_phase;
+    plan.total = plan.persistent.total() + plan.widening + largest_phase;
     plan
 }
 

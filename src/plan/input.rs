@@ -168,6 +168,13 @@ pub struct PlanInput {
     /// yet; the plan shows what it would save, and a suggestion turns it
     /// on).
     pub checkpointing: bool,
+    /// `grpo.logit_chunk`: completion positions per LM-head chunk (0 =
+    /// the whole width at once).
+    pub logit_chunk: usize,
+    /// The run's backend computes 16-bit matmuls by widening both operands
+    /// to f32 on every call (Burn's `flex` CPU backend, `run.device =
+    /// "cpu"`); GPU backends multiply bf16 natively.
+    pub widens_half_matmuls: bool,
 }
 
 impl PlanInput {
@@ -208,6 +215,8 @@ impl PlanInput {
             video_size: options.video_size,
             prompt,
             checkpointing: false,
+            logit_chunk: g.logit_chunk,
+            widens_half_matmuls: config.run.device == crate::device::DeviceSpec::Cpu,
         })
     }
 

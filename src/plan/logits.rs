@@ -26,11 +26,21 @@ pub const NO_GRAD_LOGITS_TENSORS: u64 = 2;
 /// the logits, the shifted logits kept by `exp`, and `exp`'s output).
 pub const SFT_LOGITS_TENSORS: u64 = 3;
 
-/// Positions per chunk of a chunked log-prob computation (vgrpo has no
-/// setting for it yet): the loss path would run chunk by chunk, each
-/// chunk's logits recomputed in the backward pass, so only one chunk's
-/// tensors are alive.
+/// Positions per chunk of the SFT loss, were it chunked (it is not yet;
+/// GRPO's passes are, by `grpo.logit_chunk`): shown beside the SFT
+/// logits as what chunking would cost.
 pub const LOGITS_CHUNK: u64 = 64;
+
+/// The positions one LM-head call covers: `chunk` of the `positions`
+/// (`grpo.logit_chunk`; 0, or a chunk as wide as the completions, runs
+/// the whole width at once).
+pub fn chunk_positions(positions: u64, chunk: u64) -> u64 {
+    if chunk == 0 {
+        positions
+    } else {
+        positions.min(chunk)
+    }
+}
 
 /// The GRPO update's loss path over `rows × positions` logits.
 ///
@@ -41,9 +51,9 @@ pub fn update_logits(rows: u64, positions: u64, vocab: u64) -> u64 {
     UPDATE_LOGITS_TENSORS * rows * positions * vocab * 4
 }
 
-/// The same for one chunk of [`LOGITS_CHUNK`] positions (or fewer).
-pub fn update_logits_chunked(rows: u64, positions: u64, vocab: u64) -> u64 {
-    update_logits(rows, positions.min(LOGITS_CHUNK), vocab)
+/// The same for one chunk of `chunk` positions (or fewer).
+pub fn update_logits_chunked(rows: u64, positions: u64, vocab: u64, chunk: u64) -> u64 {
+    update_logits(rows, chunk_positions(positions, chunk), vocab)
 }
 
 /// A log-prob pass without a graph.
@@ -74,8 +84,10 @@ mod tests {
         let one = 256 * 512 * 151_936 * 4;
         assert_eq!(update_logits(256, 512, 151_936), 4 * one);
         assert_eq!(no_grad_logits(256, 512, 151_936), 2 * one);
-        assert_eq!(update_logits_chunked(256, 512, 151_936), 4 * one / 8);
-        assert_eq!(update_logits_chunked(2, 10, 7), update_logits(2, 10, 7));
+        assert_eq!(update_logits_chunked(256, 512, 151_936, 64), 4 * one / 8);
+        assert_eq!(update_logits_chunked(2, 10, 7, 64), update_logits(2, 10, 7));
+        assert_eq!(update_logits_chunked(2, 10, 7, 0), update_logits(2, 10, 7));
+        assert_eq!(chunk_positions(512, 256), 256);
         assert_eq!(sft_logits(8, 100, 1000, 2), 3 * 8 * 100 * 1000 * 2);
     }
 }
