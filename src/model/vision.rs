@@ -86,7 +86,6 @@ impl VisionAttention {
 // One per block, built once: the size of the variants does not matter.
 #[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
-#[allow(clippy::large_enum_variant)]
 pub enum VisionMlp {
     /// Qwen2.5-VL: SwiGLU with biases (`gate_proj`, `up_proj`, `down_proj`).
     Gated(GatedMlp),
