@@ -149,6 +149,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             eprintln!("{}", String::from_utf8_lossy(&out.stderr));
             return Err(format!("variant {} failed: {}", v.name, out.status).into());
         }
+        // The run's export is gigabytes at this width.
+        std::fs::remove_dir_all(root.join("runs").join(v.name))?;
         let report: serde_json::Value =
             serde_json::from_str(String::from_utf8(out.stdout)?.lines().last().unwrap_or(""))?;
         let peak = report["peak_rss_bytes"].as_f64().unwrap_or(f64::NAN);
