@@ -291,7 +291,10 @@ fn write_models(root: &Path, s: &Settings) -> Result<(), Box<dyn std::error::Err
         .map(|(n, shape, d)| Ok((n.clone(), TensorView::new(Dtype::BF16, shape.clone(), d)?)))
         .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()?;
     safetensors::serialize_to_file(views, None, &bf16_dir.join("model.safetensors"))?;
-    std::fs::write(bf16_dir.join("config.json"), real_width_config(s, "bfloat16"))?;
+    std::fs::write(
+        bf16_dir.join("config.json"),
+        real_width_config(s, "bfloat16"),
+    )?;
     std::fs::write(bf16_dir.join("tokenizer.json"), tokenizer)?;
     Ok(())
 }
