@@ -28,11 +28,16 @@
 //! shared by the G completions, as the trainer runs whole groups) against
 //! `repeated` (the prompt and video repeated on every row, as a plain
 //! concatenated batch does). Alternating runs, median of per-pair ratios.
+//! Then `whole` against `micro`: the same P·G rows and gradient, as one
+//! pass, or as P micro-batches of one group each (`[grpo] micro_batch_size
+//! = G`) whose parameter gradients are summed (`GradAccumulator`), as the
+//! update runs them.
 //!
 //! Run: `cargo bench --bench rollout` (add `-- --prompts 4 --tokens 48
 //! --reps 5`, or `--only engine|naive|hf|update` to run one side, e.g.
 //! under a profiler).
 
+use burn::optim::GradientsParams;
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
@@ -40,6 +45,7 @@ use vgrpo::default_model::{TINY_CONFIG_JSON, tiny_model};
 use vgrpo::inputs::{HostVideo, InputSpec, judge_prompt, prepare_video};
 use vgrpo::model::QwenVl;
 use vgrpo::model::logprob::{CompletionBatch, completion_logprobs};
+use vgrpo::optim::{GradAccumulator, global_grad_norm};
 use vgrpo::rng::Rng;
 use vgrpo::rollout::{GroupPrompt, RolloutConfig, Tokens, generate, left_padded_batch};
 use vgrpo::sampling::SamplingConfig;
@@ -333,6 +339,47 @@ fn update_speed(
     );
     let (median, lo, hi) = summary(&ratios);
     println!("update speed-up, grouped vs repeated: {median:.2}× (range {lo:.2}–{hi:.2})");
+
+    // Micro-batches of one group, gradients summed, against one pass.
+    let micro: Vec<CompletionBatch> = prompts
+        .iter()
+        .zip(completions.chunks(group))
+        .map(|(p, rows)| {
+            let batch = left_padded_batch(std::iter::once(p), tokens);
+            CompletionBatch::new(&batch, group, rows, pad).expect("micro-batch")
+        })
+        .collect();
+    let gradients = |batches: &[CompletionBatch]| {
+        let t = Instant::now();
+        let mut sum = GradAccumulator::new();
+        for batch in batches {
+            let logp = completion_logprobs(&model, batch, 1.0, &device).expect("log-probs");
+            sum.add(
+                &model,
+                GradientsParams::from_grads(logp.sum().backward(), &model),
+            );
+        }
+        let _norm = global_grad_norm(&model, &sum.take()).expect("norm");
+        t.elapsed().as_secs_f64()
+    };
+    let whole = std::slice::from_ref(&grouped);
+    gradients(&micro); // warm-up
+    let (mut w_times, mut m_times, mut ratios) = (vec![], vec![], vec![]);
+    for _ in 0..reps {
+        let (w, m) = (gradients(whole), gradients(&micro));
+        w_times.push(w);
+        m_times.push(m);
+        ratios.push(m / w);
+    }
+    println!(
+        "update, {} completions × {max_tokens} tokens, gradient: whole {}, {prompts_n} \
+         micro-batches of {group} {}",
+        prompts_n * group,
+        ms(&w_times),
+        ms(&m_times)
+    );
+    let (median, lo, hi) = summary(&ratios);
+    println!("update time, micro-batches vs whole: {median:.2}× (range {lo:.2}–{hi:.2})");
 }
 
 /// A 2 s 96×64 clip with motion, encoded and decoded for real, as the

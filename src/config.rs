@@ -518,6 +518,36 @@ mod tests {
     }
 
     #[test]
+    fn micro_batches_are_whole_groups_that_divide_the_update() {
+        // Defaults: 8 prompts × G = 8 = 64 rollouts per update.
+        for ok in ["0", "8", "16", "32", "64"] {
+            let c = parse(&format!("[grpo]\nmicro_batch_size = {ok}\n"), &[]).unwrap();
+            assert_eq!(c.grpo.micro_batch_size, ok.parse::<usize>().unwrap());
+        }
+        assert_eq!(parse("", &[]).unwrap().grpo.micro_batch_size, 0);
+        // Not a multiple of G: the error names the keys and what to set.
+        let e = parse("[grpo]\nmicro_batch_size = 4\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`grpo.micro_batch_size`"), "{e}");
+        assert!(e.contains("multiple of group_size 8"), "{e}");
+        assert!(e.contains("set it to one of 8, 16, 32, 64 (or 0)"), "{e}");
+        // A multiple of G that does not divide the mini-batch.
+        let e = parse("[grpo]\nmini_batch_size = 32\nmicro_batch_size = 24\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mini_batch_size 32"), "{e}");
+        assert!(e.contains("set it to one of 8, 16, 32 (or 0)"), "{e}");
+        // A mini-batch that splits groups leaves only 0.
+        let e = parse("[grpo]\nmini_batch_size = 4\nmicro_batch_size = 8\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("set micro_batch_size = 0"), "{e}");
+        // Larger than the update: refused too (it must divide it).
+        assert!(parse("[grpo]\nmicro_batch_size = 128\n", &[]).is_err());
+    }
+
+    #[test]
     fn shipped_configs_load() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
         let mut loaded = 0;

@@ -557,3 +557,232 @@ fn a_run_with_the_distance_reward_logs_the_exact_match_rate() {
         assert_eq!(m.cooloff_rows, kept, "step {}", m.step);
     }
 }
+
+/// Every tensor of a safetensors file as f32 values, by name.
+fn tensors(path: &Path) -> std::collections::BTreeMap<String, Vec<f32>> {
+    let bytes = std::fs::read(path).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    file.tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            assert_eq!(view.dtype(), safetensors::Dtype::F32, "{name}");
+            let values = view
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            (name, values)
+        })
+        .collect()
+}
+
+/// The tiny model of `run.seed` 7 (the runs' start), exported under `dir`.
+fn start_weights(dir: &Path) -> std::collections::BTreeMap<String, Vec<f32>> {
+    let device = vgrpo::device::test_device();
+    vgrpo::model_source::export_model(
+        &vgrpo::default_model::tiny_model(7, &device).unwrap(),
+        vgrpo::default_model::TINY_CONFIG_JSON,
+        &vgrpo::text::Tokenizer::tiny().unwrap(),
+        dir,
+    )
+    .unwrap();
+    tensors(&dir.join("model.safetensors"))
+}
+
+/// `|a − b| ≤ rel · max(|a|, |b|)`, or both below `floor` (a metric that
+/// is 0 up to rounding).
+fn close(a: f64, b: f64, rel: f64, floor: f64) -> bool {
+    (a - b).abs() <= rel * a.abs().max(b.abs()) || a.abs().max(b.abs()) <= floor
+}
+
+/// One step of `extra` (TOML lines after `[grpo]`'s) with micro-batches of
+/// `micro` rollouts against the same step without (the whole mini-batch at
+/// once): the same loss metrics, gradient norm and updated weights up to
+/// float rounding (observed on the CPU backend: loss metrics and gradient
+/// norm within 1.1e-7 relative, each tensor's update w − w₀ within 5.3e-5
+/// relative, the whole update within 1.7e-5). Prints both runs' stage
+/// timings; returns the micro-batched run's metrics.
+fn micro_batches_match_the_whole(
+    root: &Path,
+    name: &str,
+    extra: &str,
+    sets: &[String],
+    micro: usize,
+) -> StepMetrics {
+    let manifest = root.join("data/manifest.jsonl");
+    if !manifest.exists() {
+        dataset(&root.join("data"));
+    }
+    let text = |name: &str, micro: usize| {
+        config_text(root, &manifest, name, 1) + extra + &format!("micro_batch_size = {micro}\n")
+    };
+    let (whole, parts) = (format!("{name}-whole"), format!("{name}-micro"));
+    train_from(&text(&whole, 0), sets);
+    train_from(&text(&parts, micro), sets);
+    let (a, b) = (
+        root.join("runs").join(&whole),
+        root.join("runs").join(&parts),
+    );
+    let raw = |run: &Path| read_rows::<StepMetrics>(&run.join("metrics.jsonl")).unwrap();
+    let (ra, rb) = (raw(&a), raw(&b));
+    let (ma, mb) = (&ra[0], &rb[0]);
+    eprintln!(
+        "{name}: timing_s update_actor {:.3} whole vs {:.3} in micro-batches of {micro}; \
+         old_log_prob {:.3} vs {:.3}; ref {:.3} vs {:.3}",
+        ma.timing.update_actor,
+        mb.timing.update_actor,
+        ma.timing.old_log_prob,
+        mb.timing.old_log_prob,
+        ma.timing.reference,
+        mb.timing.reference,
+    );
+    // The rollouts are the same (sampled before any update): the rewards
+    // and everything else but the loss metrics match exactly.
+    let loss_metrics = |m: &StepMetrics| {
+        [
+            ("pg_loss", f64::from(m.pg_loss)),
+            ("kl", f64::from(m.kl)),
+            ("entropy", f64::from(m.entropy)),
+            ("clip_ratio/low", f64::from(m.clip_ratio_low)),
+            ("clip_ratio/high", f64::from(m.clip_ratio_high)),
+            ("clip_ratio", f64::from(m.clip_ratio)),
+            ("grad_norm", m.grad_norm),
+        ]
+    };
+    let mut worst_metric = 0.0f64;
+    for ((key, x), (_, y)) in loss_metrics(ma).into_iter().zip(loss_metrics(mb)) {
+        let rel = (x - y).abs() / x.abs().max(y.abs()).max(f64::MIN_POSITIVE);
+        eprintln!("{name}: {key} {x:.8e} whole vs {y:.8e} micro (rel {rel:.2e})");
+        if x != y {
+            worst_metric = worst_metric.max(rel);
+        }
+        assert!(close(x, y, 1e-5, 1e-7), "{name}: {key} {x} vs {y}");
+    }
+    let strip = |m: &StepMetrics| StepMetrics {
+        pg_loss: 0.0,
+        kl: 0.0,
+        entropy: 0.0,
+        clip_ratio_low: 0.0,
+        clip_ratio_high: 0.0,
+        clip_ratio: 0.0,
+        grad_norm: 0.0,
+        ..m.without_timing()
+    };
+    assert_eq!(
+        strip(ma),
+        strip(mb),
+        "{name}: the steps differ beyond the loss"
+    );
+    assert!(ma.updates >= 1 && ma.skipped_updates == 0, "{name}: {ma:?}");
+    // The weights: each tensor's update w − w₀ (what the step changed) is
+    // the same up to rounding; the relative difference of the whole update
+    // and of each tensor large enough to matter.
+    let start = start_weights(&root.join(format!("start-{name}")));
+    let (wa, wb) = (
+        tensors(&a.join("final/model.safetensors")),
+        tensors(&b.join("final/model.safetensors")),
+    );
+    let (mut diff2, mut norm2, mut worst) = (0.0f64, 0.0f64, 0.0f64);
+    for (key, w0) in &start {
+        let (x, y) = (&wa[key], &wb[key]);
+        let (mut d2, mut n2) = (0.0f64, 0.0f64);
+        for ((&p, &q), &o) in x.iter().zip(y).zip(w0) {
+            let (dp, dq) = (f64::from(p) - f64::from(o), f64::from(q) - f64::from(o));
+            d2 += (dp - dq).powi(2);
+            n2 += dp.powi(2);
+        }
+        if n2 > 0.0 {
+            worst = worst.max((d2 / n2).sqrt());
+        } else {
+            assert_eq!(d2, 0.0, "{name}: {key} moved only with micro-batches");
+        }
+        diff2 += d2;
+        norm2 += n2;
+    }
+    assert!(norm2 > 0.0, "{name}: the step moved no weight");
+    let overall = (diff2 / norm2).sqrt();
+    eprintln!(
+        "{name}: weight updates differ by {overall:.2e} overall, {worst:.2e} in the worst \
+         tensor; loss metrics by ≤ {worst_metric:.2e}"
+    );
+    assert!(
+        overall <= 2e-4,
+        "{name}: weight updates differ by {overall:.2e}"
+    );
+    assert!(
+        worst <= 1e-3,
+        "{name}: a tensor's update differs by {worst:.2e}"
+    );
+    mb.clone()
+}
+
+/// Completions long enough that some rows stop early: ragged lengths, so
+/// the aggregation modes weigh tokens differently and micro-batches differ
+/// in width and token count.
+fn ragged() -> Vec<String> {
+    vec!["grpo.max_new_tokens=96".to_string()]
+}
+
+/// The other tiny model (seed 8) as a HF directory, for a reference that
+/// is not the starting actor: KL > 0 from the first step.
+fn other_reference(root: &Path) -> PathBuf {
+    let dir = root.join("reference");
+    if !dir.exists() {
+        let other = vgrpo::default_model::tiny_model(8, &vgrpo::device::test_device()).unwrap();
+        vgrpo::model_source::export_model(
+            &other,
+            vgrpo::default_model::TINY_CONFIG_JSON,
+            &vgrpo::text::Tokenizer::tiny().unwrap(),
+            &dir,
+        )
+        .unwrap();
+    }
+    dir
+}
+
+#[test]
+fn micro_batches_of_one_group_give_the_whole_mini_batch_update_in_every_aggregation_mode() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reference = other_reference(tmp.path());
+    // The KL to another model goes into the reward: the untrained model's
+    // raw rewards are all 0, so this is what gives the rollouts of a group
+    // different advantages (and the clipped surrogate a gradient).
+    for mode in [
+        "token-mean",
+        "seq-mean-token-mean",
+        "seq-mean-token-sum-norm",
+    ] {
+        let extra = format!(
+            "loss_aggregation = \"{mode}\"\nkl_coef = 0.5\nkl_placement = \"reward\"\n\
+             reference = \"{}\"\n",
+            reference.display()
+        );
+        micro_batches_match_the_whole(tmp.path(), mode, &extra, &ragged(), 4);
+    }
+}
+
+#[test]
+fn micro_batches_in_several_epochs_of_mini_batches_and_with_the_head_in_chunks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reference = other_reference(tmp.path());
+    // 4 prompts × G = 4 = 16 rollouts: mini-batches of 8 (two groups,
+    // shuffled as units), μ = 2 passes, 4 optimizer steps per step, each
+    // of 2 micro-batches of one group. Off-policy, so the old log-probs
+    // come from the micro-batched no-grad pass; the LM head runs 3
+    // positions at a time (the two-stage backward inside each micro-batch).
+    let common = format!(
+        "mini_batch_size = 8\nppo_epochs = 2\nlogit_chunk = 3\nkl_coef = 0.5\n\
+         reference = \"{}\"\n",
+        reference.display()
+    );
+    let sets = [ragged(), vec!["grpo.prompts_per_step=4".to_string()]].concat();
+    // KL in the reward (advantages ≠ 0, clipping in the second pass), and
+    // in the loss (its gradient through the scaled loss).
+    let reward = common.clone() + "kl_placement = \"reward\"\n";
+    let m = micro_batches_match_the_whole(tmp.path(), "epochs-kl-reward", &reward, &sets, 4);
+    assert_eq!(m.updates, 4, "2 mini-batches × 2 passes");
+    assert!(m.clip_ratio > 0.0, "the second pass clips: {m:?}");
+    let loss = common + "loss_aggregation = \"seq-mean-token-mean\"\n";
+    let m = micro_batches_match_the_whole(tmp.path(), "epochs-kl-loss", &loss, &sets, 4);
+    assert_eq!(m.updates, 4);
+}

@@ -109,6 +109,16 @@ pub struct GrpoConfig {
     pub ppo_epochs: usize,
     /// Rollouts per optimizer update; 0 = all of the step's rollouts.
     pub mini_batch_size: usize,
+    /// Rollouts per forward/backward (verl's `ppo_micro_batch_size_per_gpu`
+    /// and `log_prob_micro_batch_size_per_gpu` in one): each update's
+    /// mini-batch runs as micro-batches of this many rollouts whose
+    /// gradients are summed into one optimizer step (the loss of each scaled
+    /// so the sum is the mini-batch's, [`super::update`]), and the no-grad
+    /// log-prob passes run this many rows at a time. A multiple of
+    /// `group_size` that divides the update's size, so every micro-batch is
+    /// whole groups and shares one prompt prefill per group. 0 = the whole
+    /// mini-batch at once (and the whole step in the no-grad passes).
+    pub micro_batch_size: usize,
     /// Completion positions whose LM-head logits exist at once, in the
     /// update and in the no-grad log-prob passes (old policy, reference):
     /// at most `[rows, logit_chunk, V]` logits, whatever the completion
@@ -161,6 +171,7 @@ impl Default for GrpoConfig {
             loss_aggregation: Aggregation::TokenMean,
             ppo_epochs: 1,
             mini_batch_size: 0,
+            micro_batch_size: 0,
             logit_chunk: DEFAULT_LOGIT_CHUNK,
             zero_std: ZeroStd::Keep,
             refill_batches: 2,
@@ -231,6 +242,56 @@ impl GrpoConfig {
         } else {
             self.mini_batch_size.min(all)
         }
+    }
+
+    /// Rollouts per forward/backward of an update of `rows` rollouts (and
+    /// per no-grad log-prob pass of a step of `rows`): `micro_batch_size`,
+    /// or all `rows` when it is 0 or not below them.
+    pub fn micro_size(&self, rows: usize) -> usize {
+        micro_size(self.micro_batch_size, rows)
+    }
+}
+
+/// Rows per micro-batch of a batch of `rows` with `[grpo] micro_batch_size
+/// = micro` (0 = all of them at once); at least 1.
+pub fn micro_size(micro: usize, rows: usize) -> usize {
+    match micro {
+        0 => rows.max(1),
+        m => m.min(rows.max(1)),
+    }
+}
+
+impl GrpoConfig {
+    /// Why `micro_batch_size` is refused, and the values it may take.
+    fn micro_batch_message(&self, update: usize) -> String {
+        let g = self.group_size.max(1);
+        let fits: Vec<String> = (1..=update / g)
+            .map(|k| k * g)
+            .filter(|m| update.is_multiple_of(*m))
+            .map(|m| m.to_string())
+            .collect();
+        let size = match self.mini_batch_size {
+            0 => format!(
+                "all {update} rollouts of a step (mini_batch_size 0: prompts_per_step {} × \
+                 group_size {})",
+                self.prompts_per_step, self.group_size
+            ),
+            m => format!("mini_batch_size {m}"),
+        };
+        let set = match fits.is_empty() {
+            true => format!(
+                "no multiple of group_size {} divides it: set micro_batch_size = 0, or \
+                 mini_batch_size to a multiple of group_size",
+                self.group_size
+            ),
+            false => format!("set it to one of {} (or 0)", fits.join(", ")),
+        };
+        format!(
+            "micro_batch_size must be a multiple of group_size {} (every micro-batch is whole \
+             groups) that divides the update's size, {size}, or 0 (= the whole mini-batch); \
+             got {}: {set}",
+            self.group_size, self.micro_batch_size
+        )
     }
 }
 
@@ -319,6 +380,18 @@ impl Validate for GrpoConfig {
                     all, self.prompts_per_step, self.group_size, self.mini_batch_size
                 )
             },
+        );
+        let update = self.update_size();
+        rules.check_keys(
+            self.micro_batch_size == 0
+                || (self.micro_batch_size.is_multiple_of(self.group_size.max(1))
+                    && update.is_multiple_of(self.micro_batch_size)),
+            &[
+                &key("micro_batch_size"),
+                &key("group_size"),
+                &key("mini_batch_size"),
+            ],
+            || self.micro_batch_message(update),
         );
         rules.check(self.keep_last >= 1, &key("keep_last"), || {
             format!("keep_last must be ≥ 1, got {}", self.keep_last)

@@ -6,6 +6,11 @@
 //! Rows that are whole groups in order share their group's prompt row (the
 //! prompt and video run once per group, not G times); any other selection
 //! of rows (a mini-batch that splits groups) repeats it per row.
+//!
+//! The no-grad passes run `[grpo] micro_batch_size` rows at a time (whole
+//! groups, in order; 0 = the whole step at once), each micro-batch padded
+//! only to its own longest completion, and their `[rows, W]` log-probs are
+//! padded to the step's width W and stacked.
 
 use super::collect::Collected;
 use super::error::TrainError;
@@ -44,9 +49,48 @@ impl<'a> TeacherForcing<'a> {
         }
     }
 
+    /// Row `r` is `completions[r]` after `prompts[r]`; rows `k·G .. (k+1)·G`
+    /// are group k (G = `group_size`) and share their prompt.
+    pub fn from_rows(
+        prompts: Vec<&'a GroupPrompt>,
+        completions: Vec<Vec<i64>>,
+        group_size: usize,
+        tokens: &'a Tokens,
+    ) -> Self {
+        assert_eq!(prompts.len(), completions.len(), "one prompt per row");
+        TeacherForcing {
+            prompts,
+            completions,
+            group_size,
+            tokens,
+        }
+    }
+
     /// Rows (rollouts) in the step.
     pub fn rows(&self) -> usize {
         self.completions.len()
+    }
+
+    /// The longest completion of the step: the width of its log-probs.
+    pub fn width(&self) -> usize {
+        self.completions.iter().map(Vec::len).max().unwrap_or(0)
+    }
+
+    /// Completion tokens of `rows` (the tokens the loss counts).
+    pub fn tokens(&self, rows: &[usize]) -> usize {
+        rows.iter().map(|&r| self.completions[r].len()).sum()
+    }
+
+    /// `[rows, width]`: true for real completion tokens of every row of the
+    /// step, at the step's width.
+    pub fn mask(&self, device: &Device) -> Tensor<2, Bool> {
+        let width = self.width();
+        let mask: Vec<Vec<bool>> = self
+            .completions
+            .iter()
+            .map(|c| (0..width).map(|i| i < c.len()).collect())
+            .collect();
+        bool_mask(&mask, device)
     }
 
     /// The batch of `rows`, sharing one prompt row per group when `rows`
@@ -83,23 +127,34 @@ pub struct StepLogProbs {
     pub reference_seconds: f64,
 }
 
-/// old_log_prob + ref over the whole step (`full`, every row in order),
-/// on the plain `device`: logits / `temperature`, the LM head over
-/// `logit_chunk` completion positions at a time (0 = the whole width at
-/// once). `need_old`: off-policy updates (μ > 1 or mini-batches) and the
-/// KL in the reward need the sampling policy's log-probs.
+/// How the no-grad passes run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LogProbPasses {
+    /// Off-policy updates (μ > 1 or mini-batches) and the KL in the reward
+    /// need the sampling policy's log-probs.
+    pub need_old: bool,
+    /// Log-probs use logits / T.
+    pub temperature: f64,
+    /// Completion positions per chunk of LM-head logits (0 = all at once).
+    pub logit_chunk: usize,
+    /// Rows per forward (`[grpo] micro_batch_size`; 0 = the whole step).
+    pub micro_batch_size: usize,
+}
+
+/// old_log_prob + ref over every row of the step in order, on the plain
+/// `device`: logits / T, the LM head over `logit_chunk` completion
+/// positions at a time, `micro_batch_size` rows per forward
+/// ([`step_logprobs`]).
 pub fn logprobs(
-    full: &CompletionBatch,
+    forcing: &TeacherForcing<'_>,
     policy: &QwenVl,
     reference: &QwenVl,
-    need_old: bool,
-    temperature: f64,
-    logit_chunk: usize,
+    passes: &LogProbPasses,
     device: &Device,
 ) -> Result<StepLogProbs, TrainError> {
-    let run = |model| completion_logprobs_chunked(model, full, temperature, logit_chunk, device);
+    let run = |model| step_logprobs(forcing, model, passes, device);
     let t = Instant::now();
-    let old = match need_old {
+    let old = match passes.need_old {
         true => Some(run(policy)?),
         false => None,
     };
@@ -109,9 +164,46 @@ pub fn logprobs(
     Ok(StepLogProbs {
         old,
         reference,
-        mask: bool_mask(&full.completion_mask, device),
+        mask: forcing.mask(device),
         old_seconds,
         reference_seconds: t.elapsed().as_secs_f64(),
+    })
+}
+
+/// `[rows, W]` log-probs of `model` (no graph: `device` is plain) of every
+/// row of the step, W its longest completion, 0 at padding. The rows run
+/// `passes.micro_batch_size` at a time (0 = all at once), whole groups in
+/// order, so each micro-batch shares one prompt prefill per group; each is
+/// padded to its own longest completion and its log-probs are padded with
+/// zeros to W (completions are right-padded, so the columns line up).
+pub fn step_logprobs(
+    forcing: &TeacherForcing<'_>,
+    model: &QwenVl,
+    passes: &LogProbPasses,
+    device: &Device,
+) -> Result<Tensor<2>, TrainError> {
+    let rows: Vec<usize> = (0..forcing.rows()).collect();
+    let micro = super::config::micro_size(passes.micro_batch_size, rows.len());
+    let width = forcing.width();
+    let (t, chunk) = (passes.temperature, passes.logit_chunk);
+    // No rows: one (empty) batch, which reports it.
+    let micro_batches: Vec<&[usize]> = match rows.is_empty() {
+        true => vec![&rows[..]],
+        false => rows.chunks(micro).collect(),
+    };
+    let mut parts = Vec::with_capacity(micro_batches.len());
+    for part in micro_batches {
+        let batch = forcing.batch(part)?;
+        let lp = completion_logprobs_chunked(model, &batch, t, chunk, device)?; // [b, w]
+        let w = batch.width();
+        parts.push(match w < width {
+            true => Tensor::cat(vec![lp, Tensor::zeros([part.len(), width - w], device)], 1),
+            false => lp,
+        });
+    }
+    Ok(match parts.len() {
+        1 => parts.remove(0),
+        _ => Tensor::cat(parts, 0),
     })
 }
 

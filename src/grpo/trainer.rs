@@ -26,7 +26,7 @@ pub use super::error::TrainError;
 
 use super::collect::{Collected, Collector};
 use super::credit::{StepAdvantages, advantages};
-use super::forcing::{TeacherForcing, logprobs};
+use super::forcing::{LogProbPasses, TeacherForcing, logprobs};
 use super::metrics::{AccuracyByDimension, RolloutRow, StageSeconds, StepMetrics};
 use super::update::{UpdateAccumulator, UpdateSettings, update};
 use crate::checkpoint::Resume;
@@ -117,8 +117,12 @@ pub fn train(
     };
     let schedule = config.optim.to_schedule();
     let settings = UpdateSettings::of(g, &train_device);
-    let (temperature, logit_chunk) = (settings.temperature, g.logit_chunk);
-    let need_old = !settings.on_policy || g.kl_placement == super::config::KlPlacement::Reward;
+    let passes = LogProbPasses {
+        need_old: !settings.on_policy || g.kl_placement == super::config::KlPlacement::Reward,
+        temperature: settings.temperature,
+        logit_chunk: g.logit_chunk,
+        micro_batch_size: g.micro_batch_size,
+    };
     let (p, size, origin) = (g.prompts_per_step, g.group_size, &loaded.origin);
     log::info!(
         "grpo: {} steps × {p} prompts × G = {size}, model {origin}",
@@ -134,16 +138,7 @@ pub fn train(
 
         let batch = collector.collect(&mut loader, &policy, step, &mut state.rng.rollout)?;
         let forcing = TeacherForcing::new(&batch, g.group_size, &tokens);
-        let full = forcing.batch(&(0..forcing.rows()).collect::<Vec<_>>())?;
-        let logp = logprobs(
-            &full,
-            &policy,
-            &reference,
-            need_old,
-            temperature,
-            logit_chunk,
-            device,
-        )?;
+        let logp = logprobs(&forcing, &policy, &reference, &passes, device)?;
         let t = Instant::now();
         let adv = advantages(&batch.scored, &logp, g)?;
         let adv_seconds = t.elapsed().as_secs_f64();
