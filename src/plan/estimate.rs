@@ -364,20 +364,24 @@ pub fn estimate(input: &PlanInput, mode: Mode) -> Plan {
             decode: decoder_peak_no_grad(t, a, p * g, 1, l + w, 0) + p * g * vocab * 4,
         };
         let extend = w.saturating_sub(1);
+        // `grpo.micro_batch_size` rows (whole groups) at a time, else all.
+        let rows = n(input.logprob_rows());
+        let prompts = (rows / g.max(1)).max(1);
         let logprobs = LogProbPhase {
             cache: n(t.num_hidden_layers)
                 * kv_token_bytes(t, a)
-                * (p * (l + extend) + p * g * extend),
-            prefill,
-            completions: decoder_peak_no_grad(t, a, p * g, extend, l + extend, 0),
-            logits: no_grad_logits(p * g, chunk_positions(w, chunk), vocab),
+                * (prompts * (l + extend) + rows * extend),
+            prefill: vision_peak_no_grad(m, a, shape, prompts)
+                .max(decoder_peak_no_grad(t, a, prompts, l, l, levels)),
+            completions: decoder_peak_no_grad(t, a, rows, extend, l + extend, 0),
+            logits: no_grad_logits(rows, chunk_positions(w, chunk), vocab),
         };
         (Some(rollout), Some(logprobs))
     } else {
         (None, None)
     };
 
-    let rows = n(input.update_rows);
+    let rows = n(input.pass_rows());
     let prompts = n(update_prompts);
     let (pass, logits, logits_chunked) = if grpo {
         let extend = w.saturating_sub(1);
@@ -407,7 +411,13 @@ pub fn estimate(input: &PlanInput, mode: Mode) -> Plan {
             sft_logits(rows, w.min(LOGITS_CHUNK), vocab, a),
         )
     };
-    let accumulated = if !grpo && input.grad_accum > 1 { 2 } else { 1 };
+    // A gradient summed over passes is held beside the pass's own.
+    let accumulates = if grpo {
+        input.pass_rows() < input.update_rows
+    } else {
+        input.grad_accum > 1
+    };
+    let accumulated = if accumulates { 2 } else { 1 };
     let gradients = accumulated * 4 * trainable;
     let vision = vision_trains.then(|| {
         let one = vision_saved(m, a, shape, (vision_adapters, rank));

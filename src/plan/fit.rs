@@ -9,6 +9,9 @@ use super::input::{Mode, PlanInput, Stage};
 /// A setting a suggestion changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Knob {
+    /// `grpo.micro_batch_size`: the same update in passes of fewer whole
+    /// groups, gradients summed (changes nothing in the recipe).
+    MicroBatch,
     /// `grpo.mini_batch_size` (GRPO) or `sft.batch` with `sft.grad_accum`
     /// keeping the examples per update (SFT).
     RowsPerUpdate,
@@ -30,17 +33,33 @@ pub enum Knob {
     PromptsPerStep,
 }
 
-/// Every knob, in the order suggestions of equal effect are listed.
-pub const KNOBS: [Knob; 8] = [
-    Knob::RowsPerUpdate,
-    Knob::Checkpointing,
-    Knob::UseLora,
-    Knob::FreezeVision,
-    Knob::LoraRank,
-    Knob::Frames,
-    Knob::MaxNewTokens,
-    Knob::PromptsPerStep,
-];
+/// Every knob, in the order suggestions of equal effect are listed and a
+/// combination tries them: what leaves the recipe's results alone first
+/// (micro-batches, checkpointing, LoRA, ...), then what changes them —
+/// the frames, the completion length, GRPO's mini-batches (more optimizer
+/// steps per step, off-policy after the first), the prompts per step.
+/// SFT's rows per update (`sft.batch` with `sft.grad_accum` keeping the
+/// examples per update) change nothing and come first.
+///
+/// Per-layer checkpointing is left out: vgrpo does not have it (the plan
+/// shows what it would hold), and a suggestion must be a setting.
+pub fn knobs(stage: Stage) -> [Knob; 8] {
+    let rows_first = stage == Stage::Sft;
+    let mut out = [
+        Knob::MicroBatch,
+        Knob::UseLora,
+        Knob::FreezeVision,
+        Knob::LoraRank,
+        Knob::Frames,
+        Knob::MaxNewTokens,
+        Knob::RowsPerUpdate,
+        Knob::PromptsPerStep,
+    ];
+    if rows_first {
+        out[..7].rotate_right(1);
+    }
+    out
+}
 
 /// One suggested change and the plan's total with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,15 +104,32 @@ fn candidates(knob: Knob, input: &PlanInput, mode: Mode) -> Vec<Candidate> {
             .collect()
     };
     match knob {
+        Knob::MicroBatch if grpo => {
+            let g = input.group_size.max(1);
+            (1..input.pass_rows())
+                .rev()
+                .filter(|d| d.is_multiple_of(g) && input.update_rows.is_multiple_of(*d))
+                .map(|d| {
+                    with(format!("grpo.micro_batch_size = {d}"), &|i| {
+                        i.micro_batch_size = d
+                    })
+                })
+                .collect()
+        }
+        Knob::MicroBatch => Vec::new(),
         Knob::RowsPerUpdate if grpo => {
+            // Fewer whole groups per update is what micro-batches give
+            // without changing the recipe; a mini-batch is suggested only
+            // below a group (splitting it: each row then runs its prompt).
             let all = input.prompts_per_step * input.group_size;
-            (1..input.update_rows)
+            (1..input.update_rows.min(input.group_size))
                 .rev()
                 .filter(|d| all.is_multiple_of(*d))
                 .map(|d| {
                     with(format!("grpo.mini_batch_size = {d}"), &|i| {
                         i.update_rows = d;
                         i.mini_batch_size = d;
+                        i.micro_batch_size = 0;
                     })
                 })
                 .collect()
@@ -196,7 +232,7 @@ fn pick(candidates: &[Candidate], device: u64) -> Option<(usize, u64)> {
 /// it gives (the largest effect first).
 pub fn suggestions(input: &PlanInput, mode: Mode, device: u64) -> Vec<Change> {
     let now = estimate(input, mode).total;
-    let mut out: Vec<Change> = KNOBS
+    let mut out: Vec<Change> = knobs(input.stage)
         .iter()
         .filter_map(|&knob| {
             let cands = candidates(knob, input, mode);
@@ -235,7 +271,18 @@ fn total_after(input: &PlanInput, mode: Mode, steps: &[(Knob, usize)]) -> u64 {
     estimate(&state, mode).total
 }
 
-/// Changes that together fit `device` bytes: the knobs in [`KNOBS`] order
+/// Removes each change (last first) without which the rest still fit.
+fn drop_unneeded(input: &PlanInput, mode: Mode, device: u64, steps: &mut Vec<(Knob, usize)>) {
+    for i in (0..steps.len()).rev() {
+        let mut without = steps.clone();
+        without.remove(i);
+        if !without.is_empty() && total_after(input, mode, &without) <= device {
+            *steps = without;
+        }
+    }
+}
+
+/// Changes that together fit `device` bytes: the knobs in [`knobs`] order
 /// (the update's size and checkpointing first, what changes the recipe —
 /// the frames, the completion length, the prompts per step — last), each
 /// taken as far as needed, until the plan fits; then every change that is
@@ -249,7 +296,7 @@ pub fn combination(input: &PlanInput, mode: Mode, device: u64) -> Option<Combina
     }
     let mut steps: Vec<(Knob, usize)> = Vec::new();
     let mut total = estimate(input, mode).total;
-    for knob in KNOBS {
+    for knob in knobs(input.stage) {
         let (state, state_mode, _) = apply(input, mode, &steps);
         let cands = candidates(knob, &state, state_mode);
         let Some((index, after)) = pick(&cands, device) else {
@@ -268,15 +315,10 @@ pub fn combination(input: &PlanInput, mode: Mode, device: u64) -> Option<Combina
     }
     if total <= device {
         // Drop what is not needed, then back off what is: the changes to
-        // the recipe (last in KNOBS) first, so the update's size takes
-        // what is left.
-        for i in (0..steps.len()).rev() {
-            let mut without = steps.clone();
-            without.remove(i);
-            if !without.is_empty() && total_after(input, mode, &without) <= device {
-                steps = without;
-            }
-        }
+        // the recipe (last in the order) first, so the update's size takes
+        // what is left; then drop what the others made moot (a
+        // micro-batch above a smaller mini-batch).
+        drop_unneeded(input, mode, device, &mut steps);
         for i in (0..steps.len()).rev() {
             for j in 0..steps[i].1 {
                 let mut lighter = steps.clone();
@@ -287,6 +329,9 @@ pub fn combination(input: &PlanInput, mode: Mode, device: u64) -> Option<Combina
                 }
             }
         }
+    }
+    if total <= device {
+        drop_unneeded(input, mode, device, &mut steps);
     }
     let (state, state_mode, settings) = apply(input, mode, &steps);
     let total = estimate(&state, state_mode).total;
@@ -326,14 +371,14 @@ mod tests {
         assert!(changes.iter().all(|c| c.total < now));
         assert!(changes.iter().all(|c| c.fits == (c.total <= device)));
         // A fitting value is the least drastic that fits: the next larger
-        // mini-batch would not.
+        // mini-batch it may suggest (below a group) would not.
         if let Some(rows) = changes
             .iter()
             .find(|c| c.knob == Knob::RowsPerUpdate && c.fits)
         {
             let d: usize = rows.setting.rsplit(' ').next().unwrap().parse().unwrap();
-            let larger =
-                (d + 1..input.update_rows).find(|x| (input.update_rows).is_multiple_of(*x));
+            let below = input.update_rows.min(input.group_size);
+            let larger = (d + 1..below).find(|x| (input.update_rows).is_multiple_of(*x));
             if let Some(larger) = larger {
                 let mut i = input.clone();
                 i.update_rows = larger;

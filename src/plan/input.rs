@@ -156,6 +156,10 @@ pub struct PlanInput {
     /// `grpo.mini_batch_size` as written (0 = all of a step's rollouts),
     /// to re-derive `update_rows` when a suggestion changes P or G.
     pub mini_batch_size: usize,
+    /// `grpo.micro_batch_size` (0 = the whole update in one pass): the
+    /// rows of one forward + backward, whose gradients are summed, and of
+    /// one chunk of the no-grad log-prob passes.
+    pub micro_batch_size: usize,
     /// `sft.grad_accum` (SFT keeps an accumulated gradient beside the
     /// micro-batch's when it is above 1).
     pub grad_accum: usize,
@@ -210,6 +214,7 @@ impl PlanInput {
             max_new_tokens: g.max_new_tokens,
             update_rows,
             mini_batch_size: g.mini_batch_size,
+            micro_batch_size: g.micro_batch_size,
             grad_accum: config.sft.grad_accum,
             video,
             video_size: options.video_size,
@@ -254,12 +259,31 @@ impl PlanInput {
         Ok(())
     }
 
-    /// The update's prompt rows and the completions each serves: whole
+    /// Rows of one forward + backward: a GRPO micro-batch when it is
+    /// smaller than the update, else the update.
+    pub fn pass_rows(&self) -> usize {
+        match (self.stage, self.micro_batch_size) {
+            (Stage::Grpo, m) if m > 0 && m < self.update_rows => m,
+            _ => self.update_rows,
+        }
+    }
+
+    /// Rows of one no-grad log-prob pass (GRPO): a micro-batch, else all
+    /// of the step's rollouts.
+    pub fn logprob_rows(&self) -> usize {
+        let all = self.prompts_per_step * self.group_size;
+        match self.micro_batch_size {
+            0 => all,
+            m => m.min(all),
+        }
+    }
+
+    /// One pass's prompt rows and the completions each serves: whole
     /// groups share their prompt (`rows / G` prompts, `G` each), any other
-    /// mini-batch repeats the prompt per row (`grpo/forcing.rs`); an SFT
-    /// row has its own.
+    /// batch repeats the prompt per row (`grpo/forcing.rs`); an SFT row has
+    /// its own.
     pub fn update_prompts(&self) -> (usize, usize) {
-        let (rows, g) = (self.update_rows, self.group_size);
+        let (rows, g) = (self.pass_rows(), self.group_size);
         match self.stage {
             Stage::Grpo if g > 1 && rows.is_multiple_of(g) => (rows / g, g),
             _ => (rows, 1),
@@ -307,5 +331,33 @@ mod tests {
         input.update_rows = 8;
         assert_eq!(input.update_prompts(), (8, 1));
         assert_eq!(input.run_mode(), Mode::Full);
+    }
+
+    #[test]
+    fn micro_batches_size_one_pass_and_the_log_prob_passes() {
+        let config = crate::config::Config {
+            grpo: crate::grpo::config::GrpoConfig {
+                prompts_per_step: 4,
+                group_size: 8,
+                micro_batch_size: 8,
+                ..Default::default()
+            },
+            ..toml::from_str("").unwrap()
+        };
+        let model = crate::default_model::tiny_config().unwrap();
+        let mut input =
+            PlanInput::new(&config, &model, WeightDtype::F32, &PlanOptions::default()).unwrap();
+        // The update is all 32 rollouts; one pass is one group of 8.
+        assert_eq!((input.update_rows, input.pass_rows()), (32, 8));
+        assert_eq!(input.update_prompts(), (1, 8));
+        assert_eq!(input.logprob_rows(), 8);
+        let micro = crate::plan::estimate(&input, Mode::Full);
+        input.micro_batch_size = 0;
+        assert_eq!((input.pass_rows(), input.logprob_rows()), (32, 32));
+        let whole = crate::plan::estimate(&input, Mode::Full);
+        // A summed gradient beside the pass's own, and a smaller pass.
+        assert_eq!(micro.update.gradients, 2 * whole.update.gradients);
+        assert!(micro.update.decoder.total() < whole.update.decoder.total());
+        assert!(micro.logprobs.unwrap().total() < whole.logprobs.unwrap().total());
     }
 }
