@@ -21,8 +21,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use safetensors::tensor::TensorView;
-use safetensors::{Dtype, SafeTensors};
 use vgrpo::checkpoint::Resume;
 use vgrpo::data::synth::{SynthConfig, ensure_synthetic_set};
 use vgrpo::default_model::{TINY_CONFIG_JSON, init_like_hf};
@@ -261,47 +259,20 @@ fn real_width_config(s: &Settings, dtype: &str) -> String {
 }
 
 /// `model-f32/` and `model-bf16/` under `root`: one random model, exported
-/// in f32 and converted tensor by tensor to bf16.
+/// in f32 and, cast, in bf16 (the export writes each tensor in its
+/// parameter's dtype and says so in `config.json`).
 fn write_models(root: &Path, s: &Settings) -> Result<(), Box<dyn std::error::Error>> {
     let device = vgrpo::device::test_device();
-    let f32_json = real_width_config(s, "float32");
-    let config = QwenVlConfig::from_json(&f32_json)?;
+    let json = real_width_config(s, "float32");
+    let config = QwenVlConfig::from_json(&json)?;
     let model = init_like_hf(QwenVl::new(&config, &device), 0);
-    let f32_dir = root.join("model-f32");
-    model.export_hf(Some(&f32_json), &f32_dir)?;
-    drop(model);
     let tokenizer = vgrpo::text::tiny_tokenizer::TINY_TOKENIZER_JSON;
-    std::fs::write(f32_dir.join("tokenizer.json"), tokenizer)?;
-
-    let bf16_dir = root.join("model-bf16");
-    std::fs::create_dir_all(&bf16_dir)?;
-    let bytes = std::fs::read(f32_dir.join("model.safetensors"))?;
-    let file = SafeTensors::deserialize(&bytes)?;
-    let owned: Vec<(String, Vec<usize>, Vec<u8>)> = file
-        .tensors()
-        .into_iter()
-        .map(|(name, view)| {
-            let data = view
-                .data()
-                .chunks_exact(4)
-                .flat_map(|c| {
-                    let x = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-                    half::bf16::from_f32(x).to_bits().to_le_bytes()
-                })
-                .collect();
-            (name, view.shape().to_vec(), data)
-        })
-        .collect();
-    let views = owned
-        .iter()
-        .map(|(n, shape, d)| Ok((n.clone(), TensorView::new(Dtype::BF16, shape.clone(), d)?)))
-        .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()?;
-    safetensors::serialize_to_file(views, None, &bf16_dir.join("model.safetensors"))?;
-    std::fs::write(
-        bf16_dir.join("config.json"),
-        real_width_config(s, "bfloat16"),
-    )?;
-    std::fs::write(bf16_dir.join("tokenizer.json"), tokenizer)?;
+    model.export_hf(Some(&json), &root.join("model-f32"))?;
+    let bf16 = model.with_float_dtype(burn::tensor::FloatDType::BF16);
+    bf16.export_hf(Some(&json), &root.join("model-bf16"))?;
+    for dir in ["model-f32", "model-bf16"] {
+        std::fs::write(root.join(dir).join("tokenizer.json"), tokenizer)?;
+    }
     Ok(())
 }
 

@@ -272,53 +272,18 @@ fn a_bf16_base_trains_f32_adapters() {
 }
 
 /// The tiny model as a HF directory stored in bf16, as the released Qwen
-/// checkpoints are.
+/// checkpoints are (the export writes the cast parameters as bf16 and
+/// names the dtype in `config.json`).
 fn bf16_model_dir(root: &Path) -> PathBuf {
-    use safetensors::tensor::TensorView;
-    use safetensors::{Dtype, SafeTensors};
     let device = test_device();
-    let f32_dir = root.join("tiny-f32");
     let loaded = vgrpo::model_source::load_model(&Default::default(), SEED, &device).unwrap();
-    vgrpo::model_source::export_model(
-        &loaded.model,
-        &loaded.config_json,
-        &loaded.tokenizer,
-        &f32_dir,
-    )
-    .unwrap();
     let dir = root.join("tiny-bf16");
-    std::fs::create_dir_all(&dir).unwrap();
-    let bytes = read(&f32_dir.join("model.safetensors"));
-    let file = SafeTensors::deserialize(&bytes).unwrap();
-    let owned: Vec<(String, Vec<usize>, Vec<u8>)> = file
-        .tensors()
-        .into_iter()
-        .map(|(name, view)| {
-            let data = view
-                .data()
-                .chunks_exact(4)
-                .flat_map(|c| {
-                    let x = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-                    half::bf16::from_f32(x).to_bits().to_le_bytes()
-                })
-                .collect();
-            (name, view.shape().to_vec(), data)
-        })
-        .collect();
-    let views: Vec<(String, TensorView)> = owned
-        .iter()
-        .map(|(n, s, d)| {
-            (
-                n.clone(),
-                TensorView::new(Dtype::BF16, s.clone(), d).unwrap(),
-            )
-        })
-        .collect();
-    safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
-    let mut config: serde_json::Value = serde_json::from_str(&loaded.config_json).unwrap();
-    config["dtype"] = "bfloat16".into();
-    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
-    std::fs::copy(f32_dir.join("tokenizer.json"), dir.join("tokenizer.json")).unwrap();
+    let bf16 = loaded
+        .model
+        .with_float_dtype(burn::tensor::FloatDType::BF16);
+    vgrpo::model_source::export_model(&bf16, &loaded.config_json, &loaded.tokenizer, &dir).unwrap();
+    let config = std::fs::read_to_string(dir.join("config.json")).unwrap();
+    assert!(config.contains("bfloat16"), "{config}");
     dir
 }
 

@@ -482,18 +482,10 @@ pub fn estimate(input: &PlanInput, mode: Mode) -> Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::input::{PlanOptions, WeightDtype};
+
     use crate::plan::params::param_counts;
 
-    fn tiny_input(sets: &str) -> PlanInput {
-        let config: crate::config::Config = toml::from_str(sets).unwrap();
-        let model = crate::default_model::tiny_config().unwrap();
-        let options = PlanOptions {
-            video_size: [96, 64],
-            ..PlanOptions::default()
-        };
-        PlanInput::new(&config, &model, WeightDtype::F32, &options).unwrap()
-    }
+    use crate::plan::input::tiny_input;
 
     #[test]
     fn persistent_items_of_the_tiny_model_by_hand() {

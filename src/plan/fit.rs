@@ -346,18 +346,11 @@ pub fn combination(input: &PlanInput, mode: Mode, device: u64) -> Option<Combina
 mod tests {
     use super::*;
     use crate::plan::estimate::RUNTIME_RESERVE;
-    use crate::plan::input::{PlanOptions, WeightDtype};
 
     fn tiny_input() -> PlanInput {
-        let config: crate::config::Config =
-            toml::from_str("[grpo]\nprompts_per_step = 4\ngroup_size = 4\nmax_new_tokens = 64\n")
-                .unwrap();
-        let model = crate::default_model::tiny_config().unwrap();
-        let options = PlanOptions {
-            video_size: [96, 64],
-            ..PlanOptions::default()
-        };
-        PlanInput::new(&config, &model, WeightDtype::F32, &options).unwrap()
+        crate::plan::input::tiny_input(
+            "[grpo]\nprompts_per_step = 4\ngroup_size = 4\nmax_new_tokens = 64\n",
+        )
     }
 
     #[test]

@@ -291,6 +291,19 @@ impl PlanInput {
     }
 }
 
+/// The plan input of the tiny model under a config text (the unit tests'
+/// fixture: 96x64 clips, an f32 checkpoint).
+#[cfg(test)]
+pub fn tiny_input(config_toml: &str) -> PlanInput {
+    let config: Config = toml::from_str(config_toml).unwrap();
+    let model = crate::default_model::tiny_config().unwrap();
+    let options = PlanOptions {
+        video_size: [96, 64],
+        ..PlanOptions::default()
+    };
+    PlanInput::new(&config, &model, WeightDtype::F32, &options).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
