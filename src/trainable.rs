@@ -8,7 +8,7 @@
 //! every parameter trains and the reference is the starting weights.
 
 use burn::module::{Module, ModuleVisitor, Param};
-use burn::tensor::Tensor;
+use burn::tensor::{Device, Tensor};
 
 use crate::model::{LoraConfig, QwenVl};
 use crate::rng::Rng;
@@ -37,6 +37,17 @@ pub fn trainable(loaded: QwenVl, lora: Option<&LoraConfig>, seed: u64) -> QwenVl
 /// full fine-tuning a snapshot of the starting weights.
 pub fn reference_of(start: &QwenVl) -> QwenVl {
     start.valid().without_adapters()
+}
+
+/// Seeds the training device's generator, which draws the adapters'
+/// dropout masks, from the run's checkpointed `rng` at the start of an
+/// update, so a resumed run draws the same masks. Only a run with LoRA
+/// dropout draws from `rng` here: every other run's streams stay as they
+/// were.
+pub fn seed_dropout(lora: Option<&LoraConfig>, device: &Device, rng: &mut Rng) {
+    if lora.is_some_and(|l| l.dropout > 0.0) {
+        device.seed(rng.next_u64());
+    }
 }
 
 /// Values in every float parameter of `model`.

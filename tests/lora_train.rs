@@ -357,3 +357,45 @@ fn gradient_checkpointing_changes_no_result() {
         );
     }
 }
+
+/// `lora.dropout` drops adapter inputs in training passes only: the first
+/// step's rollouts are the dropout-free run's, the trained weights are
+/// not, and a crashed run resumes byte-identical (the masks come from the
+/// checkpointed state).
+#[test]
+fn lora_dropout_trains_differently_and_resumes_byte_identical() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let manifest = judge_data::write_dataset(&root.join("data"));
+    for trainer in ["train", "sft"] {
+        let with_dropout = |name: &str| {
+            let path = config(root, &manifest, trainer, name);
+            let text = std::fs::read_to_string(&path).unwrap();
+            let text = text.replace("[lora]\nrank = 4\n", "[lora]\nrank = 4\ndropout = 0.3\n");
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let plain = config(root, &manifest, trainer, &format!("{trainer}-plain"));
+        let straight = with_dropout(&format!("{trainer}-dropout"));
+        let crashed = with_dropout(&format!("{trainer}-dropout-crashed"));
+        assert!(run(trainer, &plain, false, None));
+        assert!(run(trainer, &straight, false, None));
+        assert!(!run(trainer, &crashed, false, Some("checkpoint-4")));
+        assert!(run(trainer, &crashed, true, None));
+        let dir = |n: &str| root.join(format!("runs/{trainer}-{n}"));
+        let weights = |r: &Path| read(&r.join("final/model.safetensors"));
+        assert!(
+            weights(&dir("dropout")) == weights(&dir("dropout-crashed")),
+            "{trainer}: resumed weights differ"
+        );
+        assert_eq!(metrics(&dir("dropout")), metrics(&dir("dropout-crashed")));
+        assert!(
+            weights(&dir("plain")) != weights(&dir("dropout")),
+            "{trainer}: dropout changed nothing"
+        );
+        if trainer == "train" {
+            let first = |r: &Path| metrics(r)[0]["reward_mean"].clone();
+            assert_eq!(first(&dir("plain")), first(&dir("dropout")));
+        }
+    }
+}

@@ -44,7 +44,7 @@ use crate::rollout::{FinishReason, Tokens};
 use crate::run::{ExtraLogs, Finish, Logs, Run, RunSpec};
 use crate::text::AnswerOrder;
 use crate::train_state::{self, TrainState};
-use crate::trainable::{reference_of, trainable};
+use crate::trainable::{reference_of, seed_dropout, trainable};
 use burn::module::Module;
 use burn::tensor::Device;
 use std::path::PathBuf;
@@ -145,6 +145,7 @@ pub fn train(
 
         let t = Instant::now();
         let lr = schedule.lr_at(step - 1, g.steps);
+        seed_dropout(config.lora.as_ref(), &train_device, &mut state.rng.update);
         let (updated, acc) = update(
             actor,
             &mut optimizer,

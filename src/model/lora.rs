@@ -30,7 +30,7 @@
 
 use burn::module::{Module, Param};
 use burn::tensor::module::linear;
-use burn::tensor::{DType, Device, Tensor, TensorData};
+use burn::tensor::{DType, Device, Distribution, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use super::layers::to_dtype;
@@ -65,6 +65,8 @@ pub struct LoraConfig {
     pub vision: bool,
     /// How `A` is initialised.
     pub init: LoraInit,
+    /// PEFT's `lora_dropout` on the adapter's input while training.
+    pub dropout: f64,
 }
 
 /// The language model's attention and MLP projections (verl, TRL and
@@ -87,6 +89,7 @@ impl Default for LoraConfig {
             targets: DEFAULT_TARGETS.iter().map(|t| t.to_string()).collect(),
             vision: false,
             init: LoraInit::Kaiming,
+            dropout: 0.0,
         }
     }
 }
@@ -126,6 +129,11 @@ impl Validate for LoraConfig {
             "targets must name at least one module (e.g. \"q_proj\")".into()
         });
         rules.check(
+            (0.0..1.0).contains(&self.dropout),
+            &format!("{p}.dropout"),
+            || format!("dropout must be in [0, 1), got {}", self.dropout),
+        );
+        rules.check(
             self.targets.iter().all(|t| !t.is_empty()),
             &format!("{p}.targets"),
             || "an empty pattern matches no module".into(),
@@ -142,6 +150,11 @@ pub struct Adapter {
     pub lora_b: Param<Tensor<2>>,
     /// α / r.
     pub scale: f64,
+    /// PEFT's `lora_dropout`: the probability an input element is zeroed
+    /// (and the rest scaled by 1/(1 − p)) before `A`, in training passes
+    /// only — a forward on an autodiff device. 0 in every other pass
+    /// (rollouts, log-probs of the old policy, evaluation).
+    pub dropout: f64,
 }
 
 impl Adapter {
@@ -160,6 +173,7 @@ impl Adapter {
                 device,
             )),
             scale,
+            dropout: 0.0,
         }
     }
 
@@ -184,13 +198,17 @@ impl Adapter {
                 (0..d_in * r).map(|_| (rng.normal() * std) as f32).collect()
             }
         };
-        Adapter::from_values(
+        let adapter = Adapter::from_values(
             a,
             vec![0.0; r * d_out],
             [d_in, r, d_out],
             cfg.scale(),
             device,
-        )
+        );
+        Adapter {
+            dropout: cfg.dropout,
+            ..adapter
+        }
     }
 
     /// `(α/r)·A·B` `[in, out]`, in f32.
@@ -201,9 +219,22 @@ impl Adapter {
             .mul_scalar(self.scale)
     }
 
-    /// `(α/r)·((x·A)·B)` `[..., out]` in `x`'s dtype.
+    /// `(α/r)·((dropout(x)·A)·B)` `[..., out]` in `x`'s dtype. The
+    /// dropout mask comes from the device's generator, which a trainer
+    /// seeds from its checkpointed state before each pass.
     fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let dtype = x.dtype();
+        let x = if self.dropout > 0.0 && x.is_autodiff() {
+            let keep = 1.0 - self.dropout;
+            let mask = Tensor::<D>::random(
+                x.shape(),
+                Distribution::Bernoulli(keep),
+                (&x.device(), dtype),
+            );
+            x * mask.div_scalar(keep)
+        } else {
+            x
+        };
         let down = linear(x, to_dtype(self.lora_a.val(), dtype), None); // [..., r]
         linear(
             down.mul_scalar(self.scale),
@@ -301,6 +332,30 @@ mod tests {
         };
         assert!(exact.targets_module("model.language_model.layers.1.self_attn.v_proj"));
         assert!(!exact.targets_module("model.language_model.layers.0.self_attn.v_proj"));
+    }
+
+    #[test]
+    fn rules_name_the_key() {
+        let check = |cfg: LoraConfig| {
+            let mut rules = Rules::default();
+            cfg.validate("lora", &mut rules);
+            rules
+                .into_violations()
+                .into_iter()
+                .flat_map(|v| v.keys)
+                .collect::<Vec<_>>()
+        };
+        assert!(check(LoraConfig::default()).is_empty());
+        let bad = |f: fn(&mut LoraConfig)| {
+            let mut cfg = LoraConfig::default();
+            f(&mut cfg);
+            check(cfg)
+        };
+        assert_eq!(bad(|c| c.dropout = 1.0), vec!["lora.dropout"]);
+        assert_eq!(bad(|c| c.dropout = -0.1), vec!["lora.dropout"]);
+        assert_eq!(bad(|c| c.rank = 0), vec!["lora.rank"]);
+        assert_eq!(bad(|c| c.alpha = f64::NAN), vec!["lora.alpha"]);
+        assert_eq!(bad(|c| c.targets.clear()), vec!["lora.targets"]);
     }
 
     #[test]

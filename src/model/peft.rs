@@ -652,7 +652,7 @@ pub fn save_adapter(
         "layers_pattern": null,
         "layers_to_transform": null,
         "lora_alpha": number(lora.alpha),
-        "lora_dropout": 0.0,
+        "lora_dropout": lora.dropout,
         "modules_to_save": null,
         "peft_type": "LORA",
         "r": lora.rank,

@@ -35,7 +35,7 @@ use crate::score::gather_rating_logits;
 use crate::sft_loss::{SftLossConfig, SftLossError, SftLossInputs, sft_loss};
 use crate::text::RatingSite;
 use crate::train_state::{self, TrainState, TrainStateError};
-use crate::trainable::trainable;
+use crate::trainable::{seed_dropout, trainable};
 use crate::video::OrderedPool;
 use burn::module::Module;
 use burn::optim::GradientsParams;
@@ -265,6 +265,7 @@ pub fn run_sft(
     while state.step < total && !interrupt.load(Ordering::SeqCst) {
         let t0 = Instant::now();
         let lr = schedule.lr_at(state.step, total);
+        seed_dropout(cfg.lora.as_ref(), &train_device, &mut state.rng.update);
         let (updated, outcome, sums) =
             sft_update(model, &mut optimizer, &mut pool, &mut cursor, &step_cfg, lr)?;
         model = updated;
