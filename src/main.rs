@@ -871,7 +871,7 @@ fn plan_table(input: &PlanInput, plans: &[Plan; 2], device: Option<ByteSize>) ->
         Stage::Sft => format!(
             "  logits [{}, {}, V] × {}",
             fu.rows,
-            fu.positions,
+            vgrpo::plan::logits::chunk_positions(fu.positions, input.logit_chunk as u64),
             vgrpo::plan::logits::SFT_LOGITS_TENSORS
         ),
     };
@@ -886,16 +886,6 @@ fn plan_table(input: &PlanInput, plans: &[Plan; 2], device: Option<ByteSize>) ->
         show(fu.saved_checkpointed()),
         show(lu.saved_checkpointed()),
     );
-    if input.stage == Stage::Sft {
-        row(
-            &format!(
-                "  logits in chunks of {} positions",
-                vgrpo::plan::logits::LOGITS_CHUNK
-            ),
-            show(fu.logits_chunked),
-            show(lu.logits_chunked),
-        );
-    }
     row(
         "16-bit matmul operands widened to f32 (flex)",
         show(full.widening),

@@ -102,6 +102,35 @@ pub fn sft_loss(
     inputs: SftLossInputs,
     config: &SftLossConfig,
 ) -> Result<SftLossOutput, SftLossError> {
+    let [batch, tokens, _] = inputs.logits.dims();
+    check_shape("targets", &inputs.targets.dims(), &[batch, tokens])?;
+    let log_probs = token_log_probs(inputs.logits, inputs.targets, 1.0);
+    sft_loss_of_log_probs(
+        SftLogProbInputs {
+            log_probs,
+            answer_mask: inputs.answer_mask,
+            rating_logits: inputs.rating_logits,
+            target_score: inputs.target_score,
+        },
+        config,
+    )
+}
+
+/// [`SftLossInputs`] with the answer tokens' log-probabilities in place of
+/// the logits (what a loss computed over chunks of positions has).
+pub struct SftLogProbInputs {
+    /// `log p(targets[t])` at every position, `[B, T]`.
+    pub log_probs: Tensor<2>,
+    pub answer_mask: Tensor<2, Bool>,
+    pub rating_logits: Tensor<2>,
+    pub target_score: Tensor<1>,
+}
+
+/// [`sft_loss`] of the answer tokens' log-probabilities.
+pub fn sft_loss_of_log_probs(
+    inputs: SftLogProbInputs,
+    config: &SftLossConfig,
+) -> Result<SftLossOutput, SftLossError> {
     for (name, value) in [
         ("ce_weight", config.ce_weight),
         ("mse_weight", config.mse_weight),
@@ -110,15 +139,13 @@ pub fn sft_loss(
             return Err(SftLossError::BadWeight { name, value });
         }
     }
-    let SftLossInputs {
-        logits,
-        targets,
+    let SftLogProbInputs {
+        log_probs,
         answer_mask,
         rating_logits,
         target_score,
     } = inputs;
-    let [batch, tokens, _] = logits.dims();
-    check_shape("targets", &targets.dims(), &[batch, tokens])?;
+    let [batch, tokens] = log_probs.dims();
     check_shape("answer_mask", &answer_mask.dims(), &[batch, tokens])?;
     check_shape("rating_logits", &rating_logits.dims(), &[batch, 5])?;
     check_shape("target_score", &target_score.dims(), &[batch])?;
@@ -127,7 +154,7 @@ pub fn sft_loss(
         return Err(SftLossError::EmptyMask);
     }
 
-    let ce = answer_cross_entropy(logits, targets, answer_mask);
+    let ce = masked_mean(log_probs, answer_mask).neg();
     let mse = score_mse(expected_score(rating_logits), target_score);
     let loss = ce
         .clone()

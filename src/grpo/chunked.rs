@@ -152,7 +152,7 @@ pub fn two_stage(
 
 /// Stage 2: log-probs and entropy `([B, W], [B, W])` of the plain `h [B, W,
 /// H]` through the plain snapshot `plain` of the actor, chunk by chunk.
-fn chunk_values(
+pub(crate) fn chunk_values(
     plain: &QwenVl,
     h: &Tensor<3>,
     targets: &Tensor<2, Int>,
@@ -169,20 +169,21 @@ fn chunk_values(
     (Tensor::cat(lp, 1), Tensor::cat(entropy, 1))
 }
 
-/// Stage 4: the LM head chunk by chunk, with a graph from a leaf h_c.
-struct HeadPass<'a> {
-    actor: &'a QwenVl,
+/// Stage 4: the LM head chunk by chunk, with a graph from a leaf h_c
+/// (shared with SFT's chunked loss, `sft/chunked.rs`).
+pub(crate) struct HeadPass<'a> {
+    pub actor: &'a QwenVl,
     /// `[B, W, H]`, plain.
-    h: &'a Tensor<3>,
+    pub h: &'a Tensor<3>,
     /// `[B, W]` on the autodiff device.
-    targets: &'a Tensor<2, Int>,
-    temperature: f64,
+    pub targets: &'a Tensor<2, Int>,
+    pub temperature: f64,
 }
 
 impl HeadPass<'_> {
     /// ∂L/∂h `[B, W, H]` (plain) from ∂L/∂lp `[B, W]`; the head's
     /// parameter gradients go into `acc`.
-    fn backward(
+    pub fn backward(
         &self,
         dlp: &Tensor<2>,
         spans: &[(usize, usize)],

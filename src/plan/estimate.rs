@@ -407,7 +407,7 @@ pub fn estimate(input: &PlanInput, mode: Mode) -> Plan {
         };
         (
             pass,
-            sft_logits(rows, w, vocab, a),
+            sft_logits(rows, chunk_positions(w, chunk), vocab, a),
             sft_logits(rows, w.min(LOGITS_CHUNK), vocab, a),
         )
     };

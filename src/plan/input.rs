@@ -172,8 +172,8 @@ pub struct PlanInput {
     /// yet; the plan shows what it would save, and a suggestion turns it
     /// on).
     pub checkpointing: bool,
-    /// `grpo.logit_chunk`: completion positions per LM-head chunk (0 =
-    /// the whole width at once).
+    /// `grpo.logit_chunk` (`sft.logit_chunk` for SFT): positions per
+    /// LM-head chunk (0 = the whole width at once).
     pub logit_chunk: usize,
     /// The run's backend computes 16-bit matmuls by widening both operands
     /// to f32 on every call (Burn's `flex` CPU backend, `run.device =
@@ -220,7 +220,10 @@ impl PlanInput {
             video_size: options.video_size,
             prompt,
             checkpointing: false,
-            logit_chunk: g.logit_chunk,
+            logit_chunk: match options.stage {
+                Stage::Grpo => g.logit_chunk,
+                Stage::Sft => config.sft.logit_chunk,
+            },
             widens_half_matmuls: config.run.device == crate::device::DeviceSpec::Cpu,
         })
     }

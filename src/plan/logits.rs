@@ -26,9 +26,8 @@ pub const NO_GRAD_LOGITS_TENSORS: u64 = 2;
 /// the logits, the shifted logits kept by `exp`, and `exp`'s output).
 pub const SFT_LOGITS_TENSORS: u64 = 3;
 
-/// Positions per chunk of the SFT loss, were it chunked (it is not yet;
-/// GRPO's passes are, by `grpo.logit_chunk`): shown beside the SFT
-/// logits as what chunking would cost.
+/// Positions per chunk of the `logits_chunked` comparison figure (what 64
+/// positions at a time would hold, whatever the config's chunk).
 pub const LOGITS_CHUNK: u64 = 64;
 
 /// The positions one LM-head call covers: `chunk` of the `positions`

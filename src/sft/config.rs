@@ -56,6 +56,10 @@ pub struct SftConfig {
     pub workers: usize,
     /// Keep the vision tower fixed.
     pub freeze_vision: bool,
+    /// Answer positions per LM-head chunk (`[B, logit_chunk, V]` logits
+    /// at a time, by the two-stage backward of `sft/chunked.rs`); 0, or a
+    /// window that fits in one chunk, runs the whole answer window at once.
+    pub logit_chunk: usize,
 }
 
 impl Default for SftConfig {
@@ -74,6 +78,7 @@ impl Default for SftConfig {
             keep_last: 2,
             workers: 2,
             freeze_vision: false,
+            logit_chunk: crate::grpo::config::DEFAULT_LOGIT_CHUNK,
         }
     }
 }

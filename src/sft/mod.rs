@@ -15,6 +15,7 @@
 //! continues from `checkpoints/latest`, truncating `metrics.jsonl` to what
 //! that checkpoint committed.
 
+pub mod chunked;
 pub mod config;
 pub mod data;
 
@@ -257,6 +258,7 @@ pub fn run_sft(
         rating_ids: tokenizer.ratings().ids(RatingSite::for_order(order)),
         special: *tokenizer.special(),
         grad_accum: sft.grad_accum,
+        logit_chunk: sft.logit_chunk,
         device: &train_device,
     };
     let schedule = cfg.optim.to_schedule();
@@ -351,6 +353,8 @@ struct UpdateSettings<'a> {
     rating_ids: [u32; 5],
     special: crate::text::SpecialTokens,
     grad_accum: usize,
+    /// `sft.logit_chunk`.
+    logit_chunk: usize,
     device: &'a Device,
 }
 
@@ -425,16 +429,12 @@ fn sft_update(
             cfg.device,
         );
         sums.tokens += tensors.tokens;
-        let out = micro_batch_loss(&model, tensors, cfg.rating_ids, &cfg.loss, cfg.device)?;
-        let scaled = out.loss.div_scalar(cfg.grad_accum as f32);
-        grads.add(
-            &model,
-            GradientsParams::from_grads(scaled.backward(), &model),
-        );
-        sums.loss += out.metrics.loss;
-        sums.ce += out.metrics.ce;
-        sums.mse += out.metrics.mse;
-        sums.answer_tokens += out.metrics.answer_tokens;
+        let (micro, metrics) = micro_batch_gradients(&model, tensors, cfg)?;
+        grads.add(&model, micro);
+        sums.loss += metrics.loss;
+        sums.ce += metrics.ce;
+        sums.mse += metrics.mse;
+        sums.answer_tokens += metrics.answer_tokens;
         sums.micro_batches += 1;
     }
     if grads.micro_batches() == 0 {
@@ -442,6 +442,36 @@ fn sft_update(
     }
     let (model, outcome) = optimizer.step(model, grads.take(), lr)?;
     Ok((model, Some(outcome), sums))
+}
+
+/// The gradient of one micro-batch's loss / `grad_accum`, and its
+/// metrics: in one backward through the answer window's logits, or with
+/// the LM head over `logit_chunk` positions at a time when the window is
+/// wider ([`chunked::chunked_gradients`]).
+fn micro_batch_gradients(
+    model: &QwenVl,
+    tensors: SftTensors,
+    cfg: &UpdateSettings<'_>,
+) -> Result<(GradientsParams, crate::sft_loss::SftLossMetrics), SftError> {
+    let width = tensors.batch.len() - 1 - tensors.start;
+    if cfg.logit_chunk == 0 || cfg.logit_chunk >= width {
+        let out = micro_batch_loss(model, tensors, cfg.rating_ids, &cfg.loss, cfg.device)?;
+        let scaled = out.loss.div_scalar(cfg.grad_accum as f32);
+        let grads = GradientsParams::from_grads(scaled.backward(), model);
+        return Ok((grads, out.metrics));
+    }
+    let hidden = model.forward_hidden(&tensors.batch, None, cfg.device)?; // [B, L, H]
+    let inputs = chunked::ChunkedInputs {
+        window: hidden.narrow(1, tensors.start, width),
+        targets: tensors.targets,
+        answer_mask: tensors.mask,
+        rating_positions: tensors.rating_positions,
+        rating_ids: cfg.rating_ids,
+        target_score: tensors.target_score,
+        loss: &cfg.loss,
+        grad_accum: cfg.grad_accum,
+    };
+    chunked::chunked_gradients(model, inputs, cfg.logit_chunk)
 }
 
 /// The prepared samples of the cursor's next micro-batch.
