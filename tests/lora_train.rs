@@ -399,3 +399,51 @@ fn lora_dropout_trains_differently_and_resumes_byte_identical() {
         }
     }
 }
+
+/// A pipeline with `[lora]`: every training stage trains adapters on the
+/// previous stage's merged `final/` and leaves its adapters beside it.
+#[test]
+fn a_pipeline_with_lora_trains_adapters_in_every_stage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let manifest = judge_data::write_dataset(&root.join("data"));
+    let text = format!(
+        "[run]\nname = \"lp\"\nseed = {SEED}\nout_dir = \"{runs}\"\n\
+         [data]\nmanifest = \"{manifest}\"\n\
+         [video]\nfps = 8.0\nmin_frames = 2\nmax_frames = 4\ntoken_budget = 16\n\
+         workers = 1\nqueue_depth = 2\n\
+         [lora]\nrank = 4\nalpha = 8.0\n\
+         [sft]\nepochs = 1\nbatch = 2\n\
+         [grpo]\nsteps = 2\nprompts_per_step = 2\ngroup_size = 2\nmax_new_tokens = 6\n\
+         rollouts_dir = \"{rollouts}\"\n\
+         [eval]\nmax_new_tokens = 8\nworkers = 1\n\
+         [pipeline]\ncooloff_epochs = 1\n\
+         [pipeline.sft_optim]\nlr = 1e-2\n\
+         [pipeline.grpo_optim]\nlr = 1e-2\n",
+        runs = root.join("runs").display(),
+        manifest = manifest.display(),
+        rollouts = root.join("rollouts").display(),
+    );
+    let config = root.join("lp.toml");
+    std::fs::write(&config, text).unwrap();
+    let out = Command::new(BIN)
+        .args(["pipeline", "--config"])
+        .arg(&config)
+        .env_remove(CRASH_ENV)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    for stage in ["lp-cold", "lp-grpo"] {
+        let dir = root.join("runs").join(stage);
+        assert!(
+            dir.join("final/adapter/adapter_config.json").is_file(),
+            "{stage}: no adapter"
+        );
+        let last = dir.join("checkpoints/latest");
+        let step = std::fs::read_to_string(&last).unwrap();
+        let step = dir.join("checkpoints").join(step.trim());
+        assert!(step.join(train_state::ADAPTERS_FILE).is_file(), "{stage}");
+    }
+    assert!(root.join("runs/lp/pipeline.md").is_file());
+}
