@@ -361,7 +361,7 @@ pub fn export_trained(
     adapter: Option<AdapterExport<'_>>,
 ) -> Result<(), ModelSourceError> {
     replace_dir(dir, |tmp| {
-        write_export(&model.clone().merged(), config_json, tokenizer, tmp)?;
+        write_export(model, config_json, tokenizer, tmp)?; // export_hf merges
         if let Some(a) = adapter {
             let path = tmp.join(ADAPTER_DIR);
             save_adapter(model, a.lora, &a.base, &path).map_err(|source| {

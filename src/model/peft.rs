@@ -27,15 +27,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use burn::tensor::Tensor;
+use safetensors::Dtype;
 use safetensors::tensor::TensorView;
-use safetensors::{Dtype, SafeTensors};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::{ModelError, Result};
 use super::lora::{Adapter, LoraConfig, LoraInit};
 use super::qwen_vl::QwenVl;
-use super::weights::{canonical_name, to_f32, transpose};
+use super::weights::{canonical_name, parse_file, read_file, to_f32, transpose};
 use crate::checkpoint::{DirIoError, replace_dir};
 
 /// The adapter's config file in its directory.
@@ -437,14 +437,8 @@ pub fn load_adapter(dir: &Path, model: QwenVl) -> Result<QwenVl> {
             "the model already carries adapters: merge them first (QwenVl::merged)".into(),
         ));
     }
-    let bytes = std::fs::read(&path).map_err(|source| ModelError::Io {
-        path: path.clone(),
-        source,
-    })?;
-    let file = SafeTensors::deserialize(&bytes).map_err(|e| ModelError::Safetensors {
-        path: path.clone(),
-        message: e.to_string(),
-    })?;
+    let bytes = read_file(&path)?;
+    let file = parse_file(&path, &bytes)?;
     let mut factors: BTreeMap<String, [Option<Stored>; 2]> = BTreeMap::new();
     let mut keys: Vec<&str> = file.names();
     keys.sort_unstable();

@@ -128,14 +128,8 @@ pub fn load_hf_weights<M: Module>(
     let mut stored = HashSet::new();
     let mut errors = Vec::new();
     for path in checkpoint_files(dir)? {
-        let bytes = std::fs::read(&path).map_err(|source| ModelError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        let file = SafeTensors::deserialize(&bytes).map_err(|e| ModelError::Safetensors {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
+        let bytes = read_file(&path)?;
+        let file = parse_file(&path, &bytes)?;
         let index: HashMap<String, String> = file
             .names()
             .into_iter()
@@ -176,6 +170,22 @@ pub fn load_hf_weights<M: Module>(
         return Err(err);
     }
     Ok(module)
+}
+
+/// The bytes of the safetensors file `path`.
+pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// `bytes` (read from `path`) as a safetensors file.
+pub(crate) fn parse_file<'a>(path: &Path, bytes: &'a [u8]) -> Result<SafeTensors<'a>> {
+    SafeTensors::deserialize(bytes).map_err(|e| ModelError::Safetensors {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
 }
 
 /// The HF names of all float parameters of a module, in module order.
