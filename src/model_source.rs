@@ -66,6 +66,16 @@ pub enum WeightDtype {
 }
 
 impl WeightDtype {
+    /// The name a config writes (`bf16`).
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightDtype::Auto => "auto",
+            WeightDtype::F32 => "f32",
+            WeightDtype::Bf16 => "bf16",
+            WeightDtype::F16 => "f16",
+        }
+    }
+
     /// The dtype to load in; `None`: the one the checkpoint declares.
     pub fn resolve(self) -> Option<DType> {
         match self {
@@ -127,9 +137,10 @@ pub enum ModelSourceError {
     )]
     NotAModel { path: PathBuf },
     #[error(
-        "model.dtype = {dtype:?} trains every weight in half precision; full fine-tuning keeps \
+        "model.dtype = \"{}\" trains every weight in half precision; full fine-tuning keeps \
          f32 master weights (model.dtype = \"auto\" or \"f32\"), or add a [lora] section to \
-         train adapters on a half-precision base"
+         train adapters on a half-precision base",
+        dtype.name()
     )]
     HalfMasters { dtype: WeightDtype },
     #[error(
