@@ -15,6 +15,9 @@
 //! cargo bench --bench lora_memory [-- --layers 2 --vision-layers 2 --tokens 16 --only full-f32,lora-bf16-ckpt]
 //! ```
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -23,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use vgrpo::checkpoint::Resume;
 use vgrpo::data::synth::{SynthConfig, ensure_synthetic_set};
-use vgrpo::default_model::{TINY_CONFIG_JSON, init_like_hf};
+use vgrpo::default_model::init_like_hf;
 use vgrpo::model::{QwenVl, QwenVlConfig};
 
 /// One way of running the step.
@@ -234,36 +237,12 @@ fn layer_child(which: &str) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// The real-width `config.json` (the tiny config's token ids, which the
-/// tiny tokenizer shares, with the Qwen3-VL-2B widths) in `dtype`.
-fn real_width_config(s: &Settings, dtype: &str) -> String {
-    let mut c: serde_json::Value = serde_json::from_str(TINY_CONFIG_JSON).unwrap();
-    c["dtype"] = dtype.into();
-    let t = &mut c["text_config"];
-    t["vocab_size"] = 151_936.into();
-    t["hidden_size"] = 2048.into();
-    t["intermediate_size"] = 6144.into();
-    t["num_hidden_layers"] = s.layers.into();
-    t["num_attention_heads"] = 16.into();
-    t["num_key_value_heads"] = 8.into();
-    t["head_dim"] = 128.into();
-    t["rope_parameters"]["mrope_section"] = serde_json::json!([24, 20, 20]);
-    let v = &mut c["vision_config"];
-    v["depth"] = s.vision_layers.into();
-    v["hidden_size"] = 1024.into();
-    v["intermediate_size"] = 4096.into();
-    v["num_heads"] = 16.into();
-    v["out_hidden_size"] = 2048.into();
-    v["num_position_embeddings"] = 2304.into();
-    serde_json::to_string_pretty(&c).unwrap()
-}
-
 /// `model-f32/` and `model-bf16/` under `root`: one random model, exported
 /// in f32 and, cast, in bf16 (the export writes each tensor in its
 /// parameter's dtype and says so in `config.json`).
 fn write_models(root: &Path, s: &Settings) -> Result<(), Box<dyn std::error::Error>> {
     let device = vgrpo::device::test_device();
-    let json = real_width_config(s, "float32");
+    let json = common::real_width_config(s.layers, s.vision_layers, "float32");
     let config = QwenVlConfig::from_json(&json)?;
     let model = init_like_hf(QwenVl::new(&config, &device), 0);
     let tokenizer = vgrpo::text::tiny_tokenizer::TINY_TOKENIZER_JSON;

@@ -37,6 +37,9 @@
 //! --reps 5`, or `--only engine|naive|hf|update` to run one side, e.g.
 //! under a profiler).
 
+#[path = "common/mod.rs"]
+mod common;
+
 use burn::optim::GradientsParams;
 use std::path::Path;
 use std::process::Command;
@@ -64,18 +67,6 @@ fn arg_usize(name: &str, default: usize) -> usize {
     arg(name).and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-/// Median, min and max of a non-empty sample.
-fn summary(rates: &[f64]) -> (f64, f64, f64) {
-    let mut v = rates.to_vec();
-    v.sort_by(f64::total_cmp);
-    let median = if v.len() % 2 == 1 {
-        v[v.len() / 2]
-    } else {
-        (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
-    };
-    (median, v[0], v[v.len() - 1])
-}
-
 fn main() {
     let prompts_n = arg_usize("--prompts", 4);
     let max_tokens = arg_usize("--tokens", 48);
@@ -91,7 +82,7 @@ fn main() {
 
     let dir = std::env::temp_dir().join(format!("vgrpo-bench-rollout-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let host = bench_video(&dir, &video_cfg, &spec);
+    let host = common::bench_video(&dir, &video_cfg, &spec);
     let prompt_ids = judge_prompt(
         &tokenizer,
         &spec,
@@ -196,7 +187,7 @@ fn main() {
     }
     let mut engine_rate = None;
     if let Some((n, stats)) = engine_last {
-        let (median, lo, hi) = summary(&engine_rates);
+        let (median, lo, hi) = common::summary(&engine_rates);
         println!(
             "engine:       {n} tokens, {median:.0} tokens/s (range {lo:.0}–{hi:.0}; {} prefill pass, {} decode passes per run)",
             stats.prefill_passes, stats.decode_passes
@@ -204,13 +195,13 @@ fn main() {
         engine_rate = Some(median);
     }
     if let Some((n, prefills)) = naive_last {
-        let (median, lo, hi) = summary(&naive_rates);
+        let (median, lo, hi) = common::summary(&naive_rates);
         println!(
             "naive:        {n} tokens, {median:.0} tokens/s (range {lo:.0}–{hi:.0}; {prefills} prefill passes per run)"
         );
     }
     if !pair_ratios.is_empty() {
-        let (median, lo, hi) = summary(&pair_ratios);
+        let (median, lo, hi) = common::summary(&pair_ratios);
         println!(
             "speed-up vs naive: {median:.2}× (range {lo:.2}–{hi:.2} over the run pairs; goal ≥ 3×)"
         );
@@ -323,7 +314,7 @@ fn update_speed(
         ratios.push(r / g);
     }
     let ms = |times: &[f64]| {
-        let (median, lo, hi) = summary(times);
+        let (median, lo, hi) = common::summary(times);
         format!(
             "{:.0} ms (range {:.0}–{:.0})",
             median * 1e3,
@@ -337,7 +328,7 @@ fn update_speed(
         ms(&g_times),
         ms(&r_times)
     );
-    let (median, lo, hi) = summary(&ratios);
+    let (median, lo, hi) = common::summary(&ratios);
     println!("update speed-up, grouped vs repeated: {median:.2}× (range {lo:.2}–{hi:.2})");
 
     // Micro-batches of one group, gradients summed, against one pass.
@@ -378,37 +369,8 @@ fn update_speed(
         ms(&w_times),
         ms(&m_times)
     );
-    let (median, lo, hi) = summary(&ratios);
+    let (median, lo, hi) = common::summary(&ratios);
     println!("update time, micro-batches vs whole: {median:.2}× (range {lo:.2}–{hi:.2})");
-}
-
-/// A 2 s 96×64 clip with motion, encoded and decoded for real, as the
-/// model's pixel patches.
-fn bench_video(dir: &Path, video_cfg: &vgrpo::video::VideoConfig, spec: &InputSpec) -> HostVideo {
-    let path = dir.join("clip.mp4");
-    let frames: Vec<Frame> = (0..16u32)
-        .map(|t| Frame {
-            timestamp: f64::from(t) / 8.0,
-            width: 96,
-            height: 64,
-            rgb: (0..96 * 64)
-                .flat_map(|i| {
-                    let (x, y) = (i % 96, i / 96);
-                    let on = (x + 3 * t) % 24 < 12 && (20..44).contains(&y);
-                    if on {
-                        [220, 40, 40]
-                    } else {
-                        [90, 90, (x + y) as u8]
-                    }
-                })
-                .collect(),
-        })
-        .collect();
-    // H.264 in MP4 (the container's default codec), constant frame rate.
-    let settings = EncodeSettings::new(Container::Mp4, 8.0).with_quality(18);
-    encode_video(&path, &frames, &settings).expect("encode");
-    let clip = load_clip(&path, video_cfg).expect("decode");
-    prepare_video(&clip, spec).expect("prepare")
 }
 
 /// Runs `benches/hf_generate.py` on the model exported in HF layout and the
@@ -426,57 +388,34 @@ fn transformers_rate(
     reps: usize,
     threads: usize,
 ) -> Result<(usize, f64, f64, f64), String> {
-    let python = std::env::var("VGRPO_PYTHON").unwrap_or_else(|_| "python3".into());
-    let probe = Command::new(&python)
-        .args(["-c", "import torch, transformers"])
-        .output()
-        .map_err(|e| format!("cannot run `{python}`: {e}; set VGRPO_PYTHON"))?;
-    if !probe.status.success() {
-        let err = String::from_utf8_lossy(&probe.stderr);
-        let last = err.lines().last().unwrap_or("").trim();
-        return Err(format!(
-            "`{python}` cannot `import torch, transformers`: {last}; set VGRPO_PYTHON"
-        ));
-    }
-
     let model_dir = dir.join("hf-model");
     let inputs = dir.join("inputs.safetensors");
     if !inputs.exists() {
         model
             .export_hf(Some(TINY_CONFIG_JSON), &model_dir)
             .map_err(|e| format!("export: {e}"))?;
-        write_inputs(&inputs, prompts, tokens, host)?;
+        // Every prompt of the bench shows the same clip.
+        let videos = vec![host; prompts.len()];
+        common::write_hf_inputs(&inputs, prompts, tokens, &videos)?;
     }
 
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/hf_generate.py");
-    let out = Command::new(&python)
-        .arg(&script)
-        .arg("--model")
-        .arg(&model_dir)
-        .arg("--inputs")
-        .arg(&inputs)
-        .args(["--group", &group.to_string()])
-        .args(["--max-new-tokens", &max_tokens.to_string()])
-        .args(["--reps", &reps.to_string()])
-        .args(["--threads", &threads.to_string()])
-        .args(["--pad", &tokens.pad.to_string()])
-        .output()
-        .map_err(|e| format!("running {}: {e}", script.display()))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let tail: Vec<&str> = err.lines().rev().take(3).collect();
-        return Err(format!(
-            "{} failed: {}",
-            script.display(),
-            tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
-        ));
-    }
-    let line = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("RESULT "))
-        .ok_or_else(|| format!("no RESULT line in: {stdout}"))?;
-    let v: serde_json::Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
+    let args: Vec<String> = vec![
+        "--model".into(),
+        model_dir.display().to_string(),
+        "--inputs".into(),
+        inputs.display().to_string(),
+        "--group".into(),
+        group.to_string(),
+        "--max-new-tokens".into(),
+        max_tokens.to_string(),
+        "--reps".into(),
+        reps.to_string(),
+        "--threads".into(),
+        threads.to_string(),
+        "--pad".into(),
+        tokens.pad.to_string(),
+    ];
+    let v = common::run_peer("hf_generate.py", &args)?;
     let n = v["tokens"].as_u64().ok_or("RESULT without tokens")? as usize;
     let rates: Vec<f64> = v["tokens_per_s"]
         .as_array()
@@ -487,62 +426,6 @@ fn transformers_rate(
     if rates.is_empty() {
         return Err("RESULT with no timed runs".into());
     }
-    let (median, lo, hi) = summary(&rates);
+    let (median, lo, hi) = common::summary(&rates);
     Ok((n, median, lo, hi))
-}
-
-/// The tensors HF `generate` takes for the prompt batch, as the engine's
-/// prefill sees them: `input_ids`, `attention_mask`, `mm_token_type_ids`
-/// `[P, L]` (i64, left padded), `pixel_values_videos` `[patches, patch_dim]`
-/// (f32, the prompts' videos in order) and `video_grid_thw` `[videos, 3]`.
-fn write_inputs(
-    path: &Path,
-    prompts: &[GroupPrompt],
-    tokens: &Tokens,
-    host: &HostVideo,
-) -> Result<(), String> {
-    use safetensors::tensor::{Dtype, TensorView};
-    let batch = left_padded_batch(prompts, tokens);
-    let (rows, len) = (batch.rows(), batch.len());
-    let i64_bytes = |v: &[i64]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
-    let ids = i64_bytes(&batch.input_ids.concat());
-    let mask: Vec<i64> = batch
-        .attention_mask
-        .iter()
-        .flatten()
-        .map(|&m| i64::from(m))
-        .collect();
-    let mask = i64_bytes(&mask);
-    let types = i64_bytes(&batch.token_types.concat());
-    // Every prompt of the bench shows the same clip.
-    let pixels: Vec<u8> = (0..rows)
-        .flat_map(|_| host.pixel_values.iter().flat_map(|x| x.to_le_bytes()))
-        .collect();
-    let patches = rows * host.pixel_values.len() / host.patch_dim.max(1);
-    let grids: Vec<i64> = (0..rows)
-        .flat_map(|_| host.grids.iter().flat_map(|g| [g.t, g.h, g.w]))
-        .map(|x| x as i64)
-        .collect();
-    let n_grids = grids.len() / 3;
-    let grids = i64_bytes(&grids);
-    fn view(dtype: Dtype, shape: Vec<usize>, data: &[u8]) -> Result<TensorView<'_>, String> {
-        TensorView::new(dtype, shape, data).map_err(|e| e.to_string())
-    }
-    let tensors = vec![
-        ("input_ids", view(Dtype::I64, vec![rows, len], &ids)?),
-        ("attention_mask", view(Dtype::I64, vec![rows, len], &mask)?),
-        (
-            "mm_token_type_ids",
-            view(Dtype::I64, vec![rows, len], &types)?,
-        ),
-        (
-            "pixel_values_videos",
-            view(Dtype::F32, vec![patches, host.patch_dim], &pixels)?,
-        ),
-        (
-            "video_grid_thw",
-            view(Dtype::I64, vec![n_grids, 3], &grids)?,
-        ),
-    ];
-    safetensors::serialize_to_file(tensors, None, path).map_err(|e| e.to_string())
 }

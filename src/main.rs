@@ -294,6 +294,7 @@ impl SynthArgs {
 }
 
 fn main() -> ExitCode {
+    vgrpo::device::pin_burn_default();
     let cli = Cli::parse();
     vgrpo::logging::init(if cli.verbose {
         log::LevelFilter::Debug
