@@ -58,6 +58,12 @@ fn layout(font: &FontRef<'static>, size: f64, text: &str) -> Line {
     }
 }
 
+/// The width in pixels of `text` drawn `size` pixels high (0 when the
+/// font does not parse: [`crate::chart::render`] refuses to draw then).
+pub fn text_width(text: &str, size: f64) -> f32 {
+    font().map_or(0.0, |f| layout(f, size, text).width)
+}
+
 fn font_error() -> Error {
     DrawingErrorKind::FontError(Box::new(std::io::Error::other(
         "the embedded font does not parse",

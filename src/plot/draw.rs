@@ -3,6 +3,7 @@
 //! block listing the constant series as text.
 
 use super::series::{Series, Smoothing};
+use crate::chart::backend::text_width;
 use crate::chart::{
     self, Area, ChartError, DrawResult, RgbImage, axis_labels, left_centred, text_style, tick,
 };
@@ -18,6 +19,10 @@ const LIST_TITLE_H: u32 = 40;
 const LIST_LINE_H: u32 = 22;
 const LIST_BOTTOM: u32 = 12;
 const LEFT: i32 = 16;
+const CAPTION_PX: u32 = 15;
+const AXIS_PX: u32 = 13;
+/// The longest y-axis title, rotated along the plot area's height.
+const Y_LABEL_MAX: f32 = 220.0;
 
 const INK: RGBColor = RGBColor(30, 30, 30);
 const MUTED: RGBColor = RGBColor(110, 110, 110);
@@ -106,17 +111,17 @@ fn draw_panel(area: &Area<'_>, s: &Series, smoothing: Smoothing) -> DrawResult {
     let mut chart = ChartBuilder::on(area)
         .margin(10)
         .margin_right(18)
-        .caption(caption(s, &smoothed), text_style(15, INK))
+        .caption(caption(s, &smoothed), text_style(CAPTION_PX, INK))
         .x_label_area_size(40)
         .y_label_area_size(72)
         .build_cartesian_2d(xr, yr)?;
-    let y_desc = y_label(&s.key);
+    let y_desc = fit_y_label(&s.key);
     chart
         .configure_mesh()
         .x_desc("step")
         .y_desc(y_desc)
         .label_style(text_style(12, INK))
-        .axis_desc_style(text_style(13, MUTED))
+        .axis_desc_style(text_style(AXIS_PX, MUTED))
         .x_labels(6)
         .y_labels(6)
         .x_label_formatter(&x_ticks)
@@ -143,15 +148,28 @@ fn draw_panel(area: &Area<'_>, s: &Series, smoothing: Smoothing) -> DrawResult {
     Ok(())
 }
 
-/// The panel's caption: the key, the last raw value and the last smoothed one.
+/// The panel's caption: the key, the last raw value and the last smoothed
+/// one — as much of that as fits the panel's width (a long key keeps only
+/// itself rather than run into the next panel's caption).
 fn caption(s: &Series, smoothed: &[f64]) -> String {
     let last = |v: &mut dyn Iterator<Item = f64>| v.filter(|v| v.is_finite()).last();
     let raw = last(&mut s.points.iter().map(|p| p.1));
     let smooth = last(&mut smoothed.iter().copied());
-    match (raw, smooth) {
-        (Some(r), Some(m)) => format!("{}   last {} (smoothed {})", s.key, tick(r), tick(m)),
-        _ => s.key.clone(),
+    let mut options = Vec::new();
+    if let (Some(r), Some(m)) = (raw, smooth) {
+        options.push(format!(
+            "{}   last {} (smoothed {})",
+            s.key,
+            tick(r),
+            tick(m)
+        ));
+        options.push(format!("{}   last {}", s.key, tick(r)));
     }
+    let fits = |text: &String| text_width(text, f64::from(CAPTION_PX)) <= (PANEL_W - 24) as f32;
+    options
+        .into_iter()
+        .find(fits)
+        .unwrap_or_else(|| s.key.clone())
 }
 
 /// Consecutive finite points: a gap (NaN) ends a run.
@@ -171,8 +189,9 @@ fn finite_runs(points: impl Iterator<Item = (f64, f64)>) -> Vec<Vec<(f64, f64)>>
     runs
 }
 
-/// The axes' ranges: every step, and the finite values padded by 5 % (a
-/// non-negative metric keeps a floor of 0 rather than a negative axis).
+/// The axes' ranges: every step padded by 2 %, and the finite values by
+/// 5 % (a non-negative metric keeps a floor of 0 rather than a negative
+/// axis).
 fn ranges(s: &Series) -> (std::ops::Range<f64>, std::ops::Range<f64>) {
     let span = |it: &mut dyn Iterator<Item = f64>| {
         it.filter(|v| v.is_finite())
@@ -183,12 +202,10 @@ fn ranges(s: &Series) -> (std::ops::Range<f64>, std::ops::Range<f64>) {
     let (xlo, xhi) = span(&mut s.points.iter().map(|p| p.0));
     let (lo, hi) = span(&mut s.points.iter().map(|p| p.1));
     // A drawn series has two different finite values, so hi > lo; the
-    // fallbacks keep a degenerate one (all at one step) drawable.
-    let (xlo, xhi) = if xhi > xlo {
-        (xlo, xhi)
-    } else {
-        (xlo - 0.5, xlo + 0.5)
-    };
+    // fallback keeps a degenerate one (all at one step) drawable. The 2 %
+    // keeps the first and last points off the axes.
+    let xpad = if xhi > xlo { 0.02 * (xhi - xlo) } else { 0.5 };
+    let (xlo, xhi) = (xlo - xpad, xhi + xpad);
     let pad = if hi > lo { 0.05 * (hi - lo) } else { 1.0 };
     let floor = if lo >= 0.0 {
         (lo - pad).max(0.0)
@@ -220,6 +237,22 @@ pub fn y_label(key: &str) -> String {
         _ => return key.to_string(),
     };
     format!("{key} ({unit})")
+}
+
+/// [`y_label`], with the key's leading components dropped until it fits
+/// the axis (the caption above keeps the whole key).
+fn fit_y_label(key: &str) -> String {
+    let mut rest = key;
+    loop {
+        let label = y_label(key).replacen(key, rest, 1);
+        let Some((_, tail)) = rest.split_once('/') else {
+            return label;
+        };
+        if text_width(&label, f64::from(AXIS_PX)) <= Y_LABEL_MAX {
+            return label;
+        }
+        rest = tail;
+    }
 }
 
 /// The constant series, in `COLUMNS` columns.
@@ -294,6 +327,31 @@ mod tests {
     }
 
     #[test]
+    fn long_y_labels_keep_their_tail_and_unit() {
+        assert_eq!(fit_y_label("kl"), "kl (nats/token)");
+        assert_eq!(fit_y_label("reward/acc"), "reward/acc (fraction)");
+        let got = fit_y_label("reward/exact_by_dimension/alignment");
+        assert_eq!(got, "alignment (fraction)");
+        assert!(text_width(&got, f64::from(AXIS_PX)) <= Y_LABEL_MAX);
+    }
+
+    /// The caption drops what does not fit the panel's width.
+    #[test]
+    fn captions_fit_their_panel() {
+        let s = series("kl", &[0.5, 0.25]);
+        let smoothed = Smoothing::default().apply(&[0.5, 0.25]);
+        assert_eq!(caption(&s, &smoothed), "kl   last 0.250 (smoothed 0.344)");
+        let long = format!("reward/exact_by_dimension/{}", "x".repeat(20));
+        let s = series(&long, &[0.5, 0.25]);
+        let got = caption(&s, &smoothed);
+        assert_eq!(got, format!("{long}   last 0.250"));
+        let width = text_width(&got, f64::from(CAPTION_PX));
+        assert!(width <= (PANEL_W - 24) as f32, "{width}");
+        let s = series(&"k".repeat(80), &[0.5, 0.25]);
+        assert_eq!(caption(&s, &smoothed), "k".repeat(80));
+    }
+
+    #[test]
     fn gaps_split_the_curve() {
         let pts = [
             (1.0, 1.0),
@@ -319,7 +377,7 @@ mod tests {
         );
         assert_eq!(y_label("loss"), "loss");
         let (x, y) = ranges(&series("loss", &[1.0, 3.0]));
-        assert_eq!(x, 1.0..2.0);
+        assert!((x.start - 0.98).abs() < 1e-12 && (x.end - 2.02).abs() < 1e-12);
         assert!((y.start - 0.9).abs() < 1e-12 && (y.end - 3.1).abs() < 1e-12);
         let (_, y) = ranges(&series("pg_loss", &[0.01, -0.01]));
         assert!(y.start < -0.01);
