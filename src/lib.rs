@@ -5,6 +5,7 @@
 //! Modules are listed in data-flow order (see `docs/design.md`).
 
 // Plumbing every stage uses.
+pub mod chart;
 pub mod checkpoint;
 pub mod config;
 pub mod device;

@@ -185,10 +185,23 @@ enum Command {
     /// side by side, from the model's config.json alone (no weights), and
     /// what to change when it does not fit `--gpu-memory`.
     Plan(PlanArgs),
-    /// Draw every metric of RUN_DIR/metrics.jsonl into RUN_DIR/metrics.png.
+    /// Draw the metrics of RUN_DIR/metrics.jsonl into RUN_DIR/metrics.png:
+    /// a panel per varying series (raw points, smoothed curve); constant
+    /// series are listed (in the image and here), not drawn.
     Plot {
         /// A run directory (runs/<name>).
         run_dir: PathBuf,
+        /// TensorBoard's smoothing weight w, 0 ≤ w < 1 (0: none): the curve
+        /// is the debiased exponential moving average of the raw points.
+        // Negative numbers are taken as the value, so that `-0.5` meets
+        // the range rule rather than clap's unknown-flag error.
+        #[arg(
+            long,
+            default_value_t = vgrpo::plot::Smoothing::default(),
+            value_name = "W",
+            allow_negative_numbers = true
+        )]
+        smoothing: vgrpo::plot::Smoothing,
     },
     /// Judge the test split with `[model]`: SRCC/PLCC/KRCC, pairwise
     /// accuracy, format rate; writes `<run dir>/eval/report.{json,md}` and
@@ -511,9 +524,15 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             );
         }
         Command::Plan(args) => plan(&args)?,
-        Command::Plot { run_dir } => {
-            let path = vgrpo::plot::plot_run(&run_dir)?;
-            println!("{}", path.display());
+        Command::Plot { run_dir, smoothing } => {
+            let summary = vgrpo::plot::plot_run(&run_dir, smoothing)?;
+            println!("{}", summary.path.display());
+            if !summary.constant.is_empty() {
+                println!("constant over the run (listed, not drawn):");
+                for line in &summary.constant {
+                    println!("  {line}");
+                }
+            }
         }
         Command::Eval(args) => {
             let cfg = args.load()?;

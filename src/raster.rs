@@ -1,6 +1,7 @@
-//! A small RGB canvas with a built-in 3×5 bitmap font, for the PNGs a person
-//! looks at: the video contact sheet (`video::sheet`) and the metric curves
-//! (`plot`). No font files, no image crates beyond `png`.
+//! A small RGB canvas with a built-in 3×5 bitmap font, for the video
+//! contact sheet (`video::sheet`): frames blitted into a grid with short
+//! labels. No font files, no image crates beyond `png`, which also encodes
+//! the charts (`chart`).
 
 use std::fs;
 use std::io::BufWriter;
@@ -42,32 +43,6 @@ impl Canvas {
         }
     }
 
-    /// A straight line between two points (Bresenham), `thickness` pixels
-    /// square per point.
-    pub fn line(&mut self, from: (i64, i64), to: (i64, i64), thickness: u32, c: [u8; 3]) {
-        let (mut x, mut y) = from;
-        let (dx, dy) = ((to.0 - x).abs(), -(to.1 - y).abs());
-        let (sx, sy) = (if x < to.0 { 1 } else { -1 }, if y < to.1 { 1 } else { -1 });
-        let mut err = dx + dy;
-        loop {
-            if x >= 0 && y >= 0 {
-                self.fill(x as u32, y as u32, thickness, thickness, c);
-            }
-            if (x, y) == to {
-                break;
-            }
-            let e2 = 2 * err;
-            if e2 >= dy {
-                err += dy;
-                x += sx;
-            }
-            if e2 <= dx {
-                err += dx;
-                y += sy;
-            }
-        }
-    }
-
     /// Writes `s` with its top-left corner at (x0, y0), each font pixel a
     /// `scale`×`scale` block. Glyphs advance by `(GLYPH_W + 1)·scale`.
     pub fn text(&mut self, s: &str, x0: u32, y0: u32, scale: u32, c: [u8; 3]) {
@@ -85,21 +60,24 @@ impl Canvas {
 
     /// Writes the canvas as an 8-bit RGB PNG.
     pub fn write_png(&self, path: &Path) -> Result<(), PngWriteError> {
-        let file = fs::File::create(path).map_err(PngWriteError::Io)?;
-        let mut encoder = png::Encoder::new(BufWriter::new(file), self.width, self.height);
-        encoder.set_color(png::ColorType::Rgb);
-        encoder.set_depth(png::BitDepth::Eight);
-        let mut writer = encoder.write_header().map_err(PngWriteError::Png)?;
-        writer
-            .write_image_data(&self.rgb)
-            .map_err(PngWriteError::Png)?;
-        writer.finish().map_err(PngWriteError::Png)
+        write_rgb_png(path, self.width, self.height, &self.rgb)
     }
 }
 
-/// Width in pixels of `s` drawn at `scale`.
-pub fn text_width(s: &str, scale: u32) -> u32 {
-    s.chars().count() as u32 * (GLYPH_W + 1) * scale
+/// Writes row-major RGB24 pixels as an 8-bit RGB PNG.
+pub fn write_rgb_png(
+    path: &Path,
+    width: u32,
+    height: u32,
+    rgb: &[u8],
+) -> Result<(), PngWriteError> {
+    let file = fs::File::create(path).map_err(PngWriteError::Io)?;
+    let mut encoder = png::Encoder::new(BufWriter::new(file), width, height);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder.write_header().map_err(PngWriteError::Png)?;
+    writer.write_image_data(rgb).map_err(PngWriteError::Png)?;
+    writer.finish().map_err(PngWriteError::Png)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -111,8 +89,8 @@ pub enum PngWriteError {
 }
 
 /// 3×5 glyphs, one row per entry, most significant of the 3 bits on the
-/// left. Lower-case letters draw as capitals, except `s` (the sheet's
-/// seconds suffix). Characters outside the alphabet draw as a filled box.
+/// left: what the sheet's labels use (`#12 1.500s S`: digits, `#`, `.`,
+/// the seconds suffix, S/F). Any other character draws as a filled box.
 pub fn glyph(c: char) -> [u8; 5] {
     match c {
         '0' => [0b111, 0b101, 0b101, 0b101, 0b111],
@@ -126,45 +104,11 @@ pub fn glyph(c: char) -> [u8; 5] {
         '8' => [0b111, 0b101, 0b111, 0b101, 0b111],
         '9' => [0b111, 0b101, 0b111, 0b001, 0b111],
         '.' => [0b000, 0b000, 0b000, 0b000, 0b010],
-        ',' => [0b000, 0b000, 0b000, 0b010, 0b100],
-        ':' => [0b000, 0b010, 0b000, 0b010, 0b000],
         '#' => [0b101, 0b111, 0b101, 0b111, 0b101],
-        '-' => [0b000, 0b000, 0b111, 0b000, 0b000],
-        '+' => [0b000, 0b010, 0b111, 0b010, 0b000],
-        '=' => [0b000, 0b111, 0b000, 0b111, 0b000],
-        '/' => [0b001, 0b001, 0b010, 0b100, 0b100],
-        '_' => [0b000, 0b000, 0b000, 0b000, 0b111],
-        '(' => [0b010, 0b100, 0b100, 0b100, 0b010],
-        ')' => [0b010, 0b001, 0b001, 0b001, 0b010],
         ' ' => [0; 5],
         's' => [0b000, 0b011, 0b100, 0b001, 0b110],
-        'A' => [0b010, 0b101, 0b111, 0b101, 0b101],
-        'B' => [0b110, 0b101, 0b110, 0b101, 0b110],
-        'C' => [0b011, 0b100, 0b100, 0b100, 0b011],
-        'D' => [0b110, 0b101, 0b101, 0b101, 0b110],
-        'E' => [0b111, 0b100, 0b110, 0b100, 0b111],
         'F' => [0b111, 0b100, 0b110, 0b100, 0b100],
-        'G' => [0b011, 0b100, 0b101, 0b101, 0b011],
-        'H' => [0b101, 0b101, 0b111, 0b101, 0b101],
-        'I' => [0b111, 0b010, 0b010, 0b010, 0b111],
-        'J' => [0b001, 0b001, 0b001, 0b101, 0b010],
-        'K' => [0b101, 0b101, 0b110, 0b101, 0b101],
-        'L' => [0b100, 0b100, 0b100, 0b100, 0b111],
-        'M' => [0b101, 0b111, 0b111, 0b101, 0b101],
-        'N' => [0b110, 0b101, 0b101, 0b101, 0b101],
-        'O' => [0b010, 0b101, 0b101, 0b101, 0b010],
-        'P' => [0b110, 0b101, 0b110, 0b100, 0b100],
-        'Q' => [0b010, 0b101, 0b101, 0b110, 0b011],
-        'R' => [0b110, 0b101, 0b110, 0b101, 0b101],
         'S' => [0b011, 0b100, 0b010, 0b001, 0b110],
-        'T' => [0b111, 0b010, 0b010, 0b010, 0b010],
-        'U' => [0b101, 0b101, 0b101, 0b101, 0b111],
-        'V' => [0b101, 0b101, 0b101, 0b101, 0b010],
-        'W' => [0b101, 0b101, 0b111, 0b111, 0b101],
-        'X' => [0b101, 0b101, 0b010, 0b101, 0b101],
-        'Y' => [0b101, 0b101, 0b010, 0b010, 0b010],
-        'Z' => [0b111, 0b001, 0b010, 0b100, 0b111],
-        c if c.is_ascii_lowercase() => glyph(c.to_ascii_uppercase()),
         _ => [0b111; 5],
     }
 }
@@ -174,14 +118,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn glyphs_cover_letters_digits_and_metric_punctuation() {
-        for c in "#0123456789.s SF-abcdefghijklmnopqrstuvwxyz/_:()=+,".chars() {
+    fn glyphs_cover_the_sheet_labels() {
+        for c in "#0123456789.s SF".chars() {
             assert_ne!(glyph(c), [0b111; 5], "{c:?} has no glyph");
         }
         // Look-alikes stay distinct.
         assert_ne!(glyph('S'), glyph('5'));
-        assert_ne!(glyph('O'), glyph('0'));
-        assert_ne!(glyph('B'), glyph('8'));
+        assert_ne!(glyph('s'), glyph('S'));
     }
 
     #[test]
@@ -193,15 +136,5 @@ mod tests {
         assert!(!lit(0, 0) && lit(2, 0) && lit(3, 1) && !lit(4, 0));
         // Row 4 is 0b111: all three columns.
         assert!(lit(0, 8) && lit(2, 9) && lit(5, 9));
-    }
-
-    #[test]
-    fn lines_reach_both_ends() {
-        let mut c = Canvas::new(10, 10, [0, 0, 0]);
-        c.line((1, 8), (8, 2), 1, [9, 9, 9]);
-        let lit = |x: u32, y: u32| c.rgb[((y * 10 + x) * 3) as usize] == 9;
-        assert!(lit(1, 8) && lit(8, 2));
-        let count = c.rgb.chunks(3).filter(|p| p[0] == 9).count();
-        assert_eq!(count, 8, "one pixel per column of the steep-less line");
     }
 }

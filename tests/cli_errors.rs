@@ -138,6 +138,23 @@ fn plot_of_a_missing_run_names_the_os_reason_once() {
     );
 }
 
+/// A smoothing weight outside [0, 1) is a wrong command line (exit 2),
+/// refused with the rule before the run directory is read.
+#[test]
+fn plot_refuses_a_smoothing_weight_outside_0_to_1() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run_dir = tmp.path().join("no-run");
+    for bad in ["1", "-0.5", "abc"] {
+        let (code, stderr) = vgrpo(&["plot", run_dir.to_str().unwrap(), "--smoothing", bad]);
+        assert_eq!(code, Some(2), "{stderr}");
+        assert!(
+            stderr.contains("the smoothing weight must be a number w with 0 ≤ w < 1"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("metrics.jsonl"), "{stderr}");
+    }
+}
+
 /// A missing config file: the OS reason once, exit 2.
 #[test]
 fn a_missing_config_names_the_os_reason_once() {

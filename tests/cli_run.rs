@@ -1,6 +1,7 @@
 //! `vgrpo score` and `vgrpo rollout` run as a user runs them, on the tiny
 //! model and a real encoded clip: each prints parseable JSON with the
 //! fields its help promises, and the same seed prints the same output.
+//! `vgrpo plot` prints the image's path and the constant series.
 
 mod judge_data;
 
@@ -25,6 +26,26 @@ fn video(dir: &Path) -> String {
         .join("videos/v0.mp4")
         .display()
         .to_string()
+}
+
+#[test]
+fn plot_writes_the_png_and_prints_its_path_and_the_constants() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rows = "{\"step\":1,\"loss\":2.5,\"lr\":0.001,\"grad_norm\":null}\n\
+                {\"step\":2,\"loss\":2.0,\"lr\":0.001,\"grad_norm\":null}\n";
+    std::fs::write(tmp.path().join("metrics.jsonl"), rows).unwrap();
+    let out = vgrpo(&["plot", tmp.path().to_str().unwrap(), "--smoothing", "0.9"]);
+    let png = tmp.path().join("metrics.png");
+    assert_eq!(
+        out,
+        format!(
+            "{}\nconstant over the run (listed, not drawn):\n  \
+             grad_norm = – (no finite value)\n  lr = 0.001\n",
+            png.display()
+        )
+    );
+    let bytes = std::fs::read(&png).unwrap();
+    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"));
 }
 
 #[test]

@@ -4,12 +4,14 @@
 mod judge_data;
 
 use judge_data::write_dataset;
+use std::path::Path;
 use std::sync::Arc;
 use vgrpo::data::{Manifest, MosScale, Split};
 use vgrpo::default_model::tiny_model;
 use vgrpo::eval::judge::{JudgeInput, JudgeSettings, judge_batch};
 use vgrpo::eval::report::{Metric, Undefined};
-use vgrpo::eval::{EvalConfig, EvalData, evaluate};
+use vgrpo::eval::scatter::{SCATTER_FILE, scatter_size};
+use vgrpo::eval::{EvalConfig, EvalData, EvalOutput, evaluate};
 use vgrpo::inputs::InputSpec;
 use vgrpo::loader::{Preparer, prepare_all};
 use vgrpo::text::{AnswerOrder, Tokenizer};
@@ -59,6 +61,7 @@ fn eval_judges_every_test_row_and_reports_each_dimension() {
     }
     assert_eq!(r.failed_rows, 0);
     assert!(r.to_markdown().contains("| alignment |"));
+    scatter_is_written_beside_the_report(&out, &tmp.path().join("eval"));
 
     // Rating-first without generation: the score only, no answer stats.
     let cfg = EvalConfig {
@@ -72,6 +75,33 @@ fn eval_judges_every_test_row_and_reports_each_dimension() {
         out.report.dimensions[0].answers,
         Metric::Undefined(Undefined::NotMeasured)
     );
+}
+
+/// `EvalOutput::write` puts `scatter.png` beside the report files, a PNG of
+/// one panel per dimension with the y = x line and the points drawn, and
+/// `report.md` links it.
+fn scatter_is_written_beside_the_report(out: &EvalOutput, dir: &Path) {
+    out.write(dir).unwrap();
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(md.contains(&format!("]({SCATTER_FILE})")), "{md}");
+    let file = std::fs::File::open(dir.join(SCATTER_FILE)).unwrap();
+    let mut reader = png::Decoder::new(std::io::BufReader::new(file))
+        .read_info()
+        .unwrap();
+    let mut rgb = vec![0; reader.output_buffer_size().unwrap()];
+    let frame = reader.next_frame(&mut rgb).unwrap();
+    assert_eq!((frame.width, frame.height), scatter_size(3));
+    assert_eq!(frame.color_type, png::ColorType::Rgb);
+    let pixels = || rgb.chunks(3).map(|p| [p[0], p[1], p[2]]);
+    // The reference line (antialiased: red-ish pixels) across three
+    // panels, far more than the legend's 28-pixel sample of it.
+    let red = pixels()
+        .filter(|p| p[0] > 150 && p[1] < 150 && p[2] < 150)
+        .count();
+    assert!(red > 3 * 200, "{red} reference-line pixels");
+    // The points: translucent blue over white.
+    let blue = pixels().filter(|p| p[2] > 200 && p[0] < 180).count();
+    assert!(blue > out.predictions.len() * 10, "{blue} point pixels");
 }
 
 /// Padding must not change a verdict: judging prompts of different lengths

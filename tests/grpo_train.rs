@@ -171,6 +171,7 @@ fn a_run_writes_metrics_checkpoints_cooloff_and_a_final_model() {
         let row = rows_by_id.iter().find(|r| r.id == c.id).unwrap();
         assert_eq!(c.mos, Some(row.mos), "{}", c.id);
     }
+    plot_covers_every_metric(&run);
     // Starting again without --resume refuses to overwrite.
     let again = train(
         &cfg,
@@ -179,6 +180,59 @@ fn a_run_writes_metrics_checkpoints_cooloff_and_a_final_model() {
         &AtomicBool::new(false),
     );
     assert!(again.unwrap_err().to_string().contains("--resume auto"));
+}
+
+/// `vgrpo plot` on a real GRPO run: every numeric field of a row is drawn
+/// or listed, once; the panels follow the headline order (KL varies from
+/// its 0 at step 1, the prompt count does not).
+fn plot_covers_every_metric(run: &Path) {
+    fn leaves(prefix: &str, v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}/{k}")
+                    };
+                    leaves(&key, v, out);
+                }
+            }
+            serde_json::Value::Number(_) | serde_json::Value::Null => out.push(prefix.to_string()),
+            _ => {}
+        }
+    }
+    let raw: Vec<serde_json::Value> = read_rows(&run.join("metrics.jsonl")).unwrap();
+    let mut fields = Vec::new();
+    leaves("", &raw[0], &mut fields);
+    fields.retain(|k| k != "step");
+    let plot = vgrpo::plot::plot_run(run, vgrpo::plot::Smoothing::default()).unwrap();
+    assert!(plot.path.is_file());
+    let listed = plot
+        .constant
+        .iter()
+        .map(|l| l.split(" = ").next().unwrap().to_string());
+    let mut shown: Vec<String> = plot.drawn.iter().cloned().chain(listed).collect();
+    shown.sort();
+    fields.sort();
+    assert_eq!(shown, fields);
+    assert!(plot.drawn.contains(&"kl".to_string()), "{:?}", plot.drawn);
+    assert!(
+        plot.constant.contains(&"prompts = 2".to_string()),
+        "{:?}",
+        plot.constant
+    );
+    let rank = |k: &String| {
+        vgrpo::plot::PREFERRED
+            .iter()
+            .position(|p| p == k)
+            .unwrap_or(usize::MAX)
+    };
+    assert!(
+        plot.drawn.windows(2).all(|w| rank(&w[0]) <= rank(&w[1])),
+        "{:?}",
+        plot.drawn
+    );
 }
 
 #[test]

@@ -7,6 +7,7 @@ pub mod judge;
 pub mod metrics;
 pub mod report;
 pub mod run;
+pub mod scatter;
 
 pub use bootstrap::{PairedDifference, PairedScores, paired_srcc_difference};
 pub use config::EvalConfig;

@@ -8,6 +8,8 @@
 use super::config::EvalConfig;
 use super::judge::{JudgeError, JudgeInput, JudgeSettings, Verdict, judge_batch};
 use super::report::{AnswerRecord, EvalReport, Prediction, aggregate};
+use super::scatter::{SCATTER_FILE, render_scatter};
+use crate::chart::ChartError;
 use crate::config::Config;
 use crate::data::{Dimension, Manifest, ManifestError, MosScale, Rating, Split};
 use crate::errors::chain;
@@ -52,6 +54,8 @@ pub enum EvalError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("the scatter plot")]
+    Scatter(#[source] ChartError),
 }
 
 /// A finished evaluation: the report and every row's prediction.
@@ -62,7 +66,8 @@ pub struct EvalOutput {
 }
 
 impl EvalOutput {
-    /// Writes `report.json`, `report.md` and `predictions.jsonl` into `dir`.
+    /// Writes `report.json`, `report.md` (which shows the scatter plot),
+    /// `predictions.jsonl` and `scatter.png` into `dir`.
     pub fn write(&self, dir: &Path) -> Result<(), EvalError> {
         let write = |name: &str, text: String| {
             let path = dir.join(name);
@@ -77,12 +82,16 @@ impl EvalOutput {
             source: std::io::Error::other(e),
         })?;
         write("report.json", json + "\n")?;
-        write("report.md", self.report.to_markdown())?;
+        // The link is in the file only: the printed report has no image.
+        let link = format!("\n![Predicted score against MOS, per dimension]({SCATTER_FILE})\n");
+        write("report.md", self.report.to_markdown() + &link)?;
         let mut rows = JsonlWriter::create(&dir.join("predictions.jsonl"))?;
         for p in &self.predictions {
             rows.append(p)?;
         }
-        Ok(())
+        render_scatter(&self.report, &self.predictions)
+            .and_then(|image| image.write_png(&dir.join(SCATTER_FILE)))
+            .map_err(EvalError::Scatter)
     }
 }
 
