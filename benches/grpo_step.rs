@@ -21,6 +21,9 @@
 //! same end tokens, so their completions have the same distribution; the
 //! completion tokens each side produced are printed with the times.
 //!
+//! `--parity` instead runs the transformers parity fixtures on the device
+//! (what `scripts/gpu-check.sh` runs first).
+//!
 //! ```text
 //! cargo bench --bench grpo_step [-- --model tiny|real|both --steps 3 --prompts 4 --tokens 48 --only vgrpo|torch]
 //! ```
@@ -111,11 +114,7 @@ impl Settings {
             },
             "real" => Shape {
                 name: "real-width",
-                config_json: common::real_width_config(
-                    self.layers,
-                    self.vision_layers,
-                    "float32",
-                ),
+                config_json: common::real_width_config(self.layers, self.vision_layers, "float32"),
                 prompts: self.prompts.unwrap_or(1),
                 tokens: self.tokens.unwrap_or(16),
                 max_frames: Some(4),
@@ -135,24 +134,78 @@ struct Phases {
     update: f64,
     step: f64,
     completion_tokens: f64,
+    /// The process's peak resident set, GiB (vgrpo: this process, read
+    /// after its run — the models were written before it).
+    peak_rss_gib: f64,
 }
 
 fn main() -> BoxResult<()> {
-    vgrpo::device::pin_burn_default();
+    vgrpo::process::init();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let settings = Settings::parse(&args);
     let device = vgrpo::device::test_device();
+    if args.iter().any(|a| a == "--parity") {
+        return parity(&device);
+    }
+    let settings = Settings::parse(&args);
     println!(
         "GRPO step, G = 8, vgrpo on {:?} against TRL-style transformers + torch (CPU, {} threads)",
         device,
         threads()
     );
     let peak = matmul_peak(&device);
-    println!("f32 matmul peak on the vgrpo backend: {:.1} GFLOP/s", peak / 1e9);
+    println!(
+        "f32 matmul peak on the vgrpo backend: {:.1} GFLOP/s",
+        peak / 1e9
+    );
     for model in &settings.models {
         bench(&settings, &settings.shape(model), peak)?;
     }
     Ok(())
+}
+
+/// `--parity`: the committed transformers fixtures (Qwen3-VL and
+/// Qwen2.5-VL, each bare and with its PEFT adapter) on the bench's device,
+/// as `vgrpo check-model` runs them — so that one shipped binary does all
+/// of `scripts/gpu-check.sh`. Fixtures from `$VGRPO_FIXTURES`, else this
+/// crate's `tests/fixtures`.
+fn parity(device: &burn::tensor::Device) -> BoxResult<()> {
+    use vgrpo::model::check::{Reference, check_loaded};
+    let root = std::env::var_os("VGRPO_FIXTURES").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"),
+        std::path::PathBuf::from,
+    );
+    let mut failed = 0;
+    for arch in ["qwen3_vl_tiny", "qwen2_5_vl_tiny"] {
+        let dir = root.join(arch);
+        for adapter in [false, true] {
+            let base = QwenVl::from_hf_dir(&dir, device)?;
+            let (model, file) = match adapter {
+                false => (base, "reference.safetensors"),
+                true => (
+                    vgrpo::model::load_adapter(&dir.join("lora_adapter"), base)?,
+                    "lora_reference.safetensors",
+                ),
+            };
+            let path = dir.join(file);
+            let report = check_loaded(&model, &Reference::read(&path)?, &path, 1e-4, device)?;
+            println!(
+                "{arch}{}: logits rel error {:.3e} over {} positions: {}",
+                if adapter { " + PEFT adapter" } else { "" },
+                report.rel_error,
+                report.positions,
+                if report.passed() {
+                    "ok"
+                } else {
+                    "FAILED (limit 1e-4)"
+                }
+            );
+            failed += usize::from(!report.passed());
+        }
+    }
+    match failed {
+        0 => Ok(()),
+        n => Err(format!("{n} parity check(s) failed").into()),
+    }
 }
 
 fn threads() -> usize {
@@ -180,10 +233,8 @@ fn bench(settings: &Settings, shape: &Shape, peak: f64) -> BoxResult<()> {
         shape.tokens
     );
 
-    let ours = match runs("vgrpo") {
-        true => vgrpo_side(&cfg)?,
-        false => Phases::default(),
-    };
+    // torch first: its process has exited (and freed its memory) before
+    // vgrpo's run starts in this one.
     let theirs = match runs("torch").then(|| torch_side(root, shape, steps)) {
         Some(Ok(p)) => Some(p),
         Some(Err(why)) => {
@@ -191,6 +242,10 @@ fn bench(settings: &Settings, shape: &Shape, peak: f64) -> BoxResult<()> {
             None
         }
         None => None,
+    };
+    let ours = match runs("vgrpo") {
+        true => vgrpo_side(&cfg)?,
+        false => Phases::default(),
     };
     print_table(&ours, theirs.as_ref());
     let flops = update_flops(&config, shape.prompts, prompt_len, patches, &ours);
@@ -317,7 +372,8 @@ fn vgrpo_side(cfg: &vgrpo::config::Config) -> BoxResult<Phases> {
         let v: Vec<f64> = rows.iter().map(f).collect();
         common::summary(&v).0
     };
-    let timing = |key: &'static str| move |r: &serde_json::Value| r["timing_s"][key].as_f64().unwrap_or(0.0);
+    let timing =
+        |key: &'static str| move |r: &serde_json::Value| r["timing_s"][key].as_f64().unwrap_or(0.0);
     Ok(Phases {
         generate: median(&timing("gen")),
         old: median(&timing("old_log_prob")),
@@ -327,6 +383,7 @@ fn vgrpo_side(cfg: &vgrpo::config::Config) -> BoxResult<Phases> {
         completion_tokens: median(&|r| {
             r["response_length/mean"].as_f64().unwrap_or(f64::NAN) * rows_per_step
         }),
+        peak_rss_gib: peak_rss_gib(),
     })
 }
 
@@ -384,6 +441,7 @@ fn torch_side(root: &Path, shape: &Shape, steps: usize) -> Result<Phases, String
         update: median("update"),
         step: median("step"),
         completion_tokens: median("completion_tokens"),
+        peak_rss_gib: result["peak_rss_bytes"].as_f64().unwrap_or(f64::NAN) / GIB,
     })
 }
 
@@ -392,13 +450,15 @@ fn print_table(ours: &Phases, theirs: Option<&Phases>) {
         "{:<26} {:>10} {:>10} {:>12}",
         "phase (median s)", "vgrpo", "torch", "vgrpo/torch"
     );
-    let rows: [(&str, fn(&Phases) -> f64); 6] = [
+    type Row = (&'static str, fn(&Phases) -> f64);
+    let rows: [Row; 7] = [
         ("generate", |p| p.generate),
         ("old log-probs", |p| p.old),
         ("reference log-probs", |p| p.reference),
         ("update (fwd+bwd+AdamW)", |p| p.update),
         ("whole step", |p| p.step),
         ("completion tokens", |p| p.completion_tokens),
+        ("peak RSS, process (GiB)", |p| p.peak_rss_gib),
     ];
     for (name, get) in rows {
         let (a, b) = (get(ours), theirs.map(get));
@@ -459,6 +519,18 @@ fn update_flops(
         + 4.0 * width * pairs
         + 2.0 * vision * p * patches as f64;
     3.0 * forward
+}
+
+const GIB: f64 = (1u64 << 30) as f64;
+
+/// `VmHWM` (this process's peak resident set) in GiB.
+fn peak_rss_gib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb * 1024.0 / GIB)
 }
 
 /// The best of a few `[2048, 2048] × [2048, 6144]` f32 matmuls (the 2B

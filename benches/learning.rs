@@ -89,6 +89,7 @@ fn paired_scores(first: &StageRow, second: &StageRow) -> Result<Vec<PairedScores
 }
 
 fn main() -> Result<()> {
+    vgrpo::process::init();
     let config_path =
         PathBuf::from(arg("--config").unwrap_or_else(|| "configs/quickstart.toml".into()));
     let seeds: Vec<u64> = arg("--seeds")

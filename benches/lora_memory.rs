@@ -103,6 +103,7 @@ impl Settings {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    vgrpo::process::init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--child") {
         return child(&args[1], Path::new(&args[2]), args[3].parse()?);

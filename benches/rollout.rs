@@ -42,10 +42,9 @@ mod common;
 
 use burn::optim::GradientsParams;
 use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 use vgrpo::default_model::{TINY_CONFIG_JSON, tiny_model};
-use vgrpo::inputs::{HostVideo, InputSpec, judge_prompt, prepare_video};
+use vgrpo::inputs::{HostVideo, InputSpec, judge_prompt};
 use vgrpo::model::QwenVl;
 use vgrpo::model::logprob::{CompletionBatch, completion_logprobs};
 use vgrpo::optim::{GradAccumulator, global_grad_norm};
@@ -53,7 +52,6 @@ use vgrpo::rng::Rng;
 use vgrpo::rollout::{GroupPrompt, RolloutConfig, Tokens, generate, left_padded_batch};
 use vgrpo::sampling::SamplingConfig;
 use vgrpo::text::{AnswerOrder, Tokenizer};
-use vgrpo::video::{Container, EncodeSettings, Frame, encode_video, load_clip};
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
@@ -68,6 +66,7 @@ fn arg_usize(name: &str, default: usize) -> usize {
 }
 
 fn main() {
+    vgrpo::process::init();
     let prompts_n = arg_usize("--prompts", 4);
     let max_tokens = arg_usize("--tokens", 48);
     let reps = arg_usize("--reps", 3).max(1);

@@ -26,6 +26,7 @@ fn median(mut times: Vec<Duration>) -> Duration {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    vgrpo::process::init();
     let device = vgrpo::device::test_device().autodiff();
     let mut model = tiny_model(0, &device)?;
     let mut optimizer = Optimizer::new(&OptimConfig {

@@ -27,7 +27,7 @@ are `time.perf_counter` around each phase; the first step is a warm-up.
 The last line is
 
     RESULT {"steps": [{"generate": s, "reference": s, "update": s, "step": s,
-                       "completion_tokens": n}, ...], "rows": R}
+                       "completion_tokens": n}, ...], "rows": R, "peak_rss_bytes": B}
 
 Usage (normally via `cargo bench --bench grpo_step`):
 
@@ -212,7 +212,10 @@ def main():
         f"transformers {transformers.__version__}, torch {torch.__version__}, "
         f"{args.device}, {torch.get_num_threads()} CPU threads, {rows} rows × {new} new tokens"
     )
-    print("RESULT " + json.dumps({"steps": steps, "rows": rows}))
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
+    print("RESULT " + json.dumps({"steps": steps, "rows": rows, "peak_rss_bytes": peak}))
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 # The checks a machine with a GPU runs, in a few minutes, from binaries
 # built elsewhere by scripts/gpu-package.sh (carried in target/gpu-check/):
 #
-#   1. parity: `vgrpo check-model` on the committed transformers fixtures
-#      (Qwen3-VL and Qwen2.5-VL, and a PEFT adapter) on the GPU;
+#   1. parity: the committed transformers fixtures (Qwen3-VL and Qwen2.5-VL,
+#      each bare and with a PEFT adapter) on the GPU, as `vgrpo check-model`
+#      runs them (`grpo_step --parity`);
 #   2. one GRPO step at real width, and the step comparison against the
 #      TRL-style transformers + torch step on the same GPU
 #      (`grpo_step --model both`; the torch side needs a Python with torch
@@ -19,7 +20,7 @@ device="${1:-cuda:0}"
 pkg="${VGRPO_GPU_PACKAGE:-target/gpu-check}"
 bin="$(mktemp -d)"
 trap 'rm -rf "$bin"' EXIT
-for exe in vgrpo grpo_step; do
+for exe in grpo_step; do
   if [[ -f "$pkg/$exe.xz" ]]; then
     xz -dc "$pkg/$exe.xz" >"$bin/$exe"
   elif [[ -f "$pkg/$exe" ]]; then
@@ -48,16 +49,10 @@ check() {
   echo "== $*"
   "$@" || { status=1; echo "gpu-check: FAILED: $*" >&2; }
 }
-fixtures=tests/fixtures
-for model in qwen3_vl_tiny qwen2_5_vl_tiny; do
-  check "$bin/vgrpo" check-model "$fixtures/$model" \
-    --reference "$fixtures/$model/reference.safetensors" --device "$device"
-  check "$bin/vgrpo" check-model "$fixtures/$model" --adapter "$fixtures/$model/lora_adapter" \
-    --reference "$fixtures/$model/lora_reference.safetensors" --device "$device"
-done
+export VGRPO_TEST_DEVICE="$device" VGRPO_FIXTURES="$PWD/tests/fixtures" VGRPO_BENCH_DIR="$PWD/benches"
+check "$bin/grpo_step" --parity
 torch_device=cpu
 [[ "$device" == cuda* || "$device" == tch-cuda* ]] && torch_device="cuda:${device##*:}"
 [[ "$torch_device" == "cuda:cuda" ]] && torch_device=cuda:0
-check env VGRPO_TEST_DEVICE="$device" VGRPO_TORCH_DEVICE="$torch_device" \
-  VGRPO_BENCH_DIR="$PWD/benches" "$bin/grpo_step" --model both --steps 2
+check env VGRPO_TORCH_DEVICE="$torch_device" "$bin/grpo_step" --model both --steps 2
 exit "$status"

@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# The test command: system packages, formatting, lints, then every test.
-# Everything builds with the release profile (one build of the Burn stack).
+# The test command: system packages, formatting, lints, then every test on
+# the default (flex) build, then the optional backends (scripts/
+# test-backends.sh: libtorch and CubeCL CUDA built, the parity, training and
+# resume tests on libtorch's CPU device). VGRPO_SKIP_BACKENDS=1 skips the
+# second part (it downloads torch, about 3 GB, and builds for ~20 minutes).
+# Everything builds with the release profile.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -12,3 +16,6 @@ python="${VGRPO_PYTHON:-python3}"
 cargo fmt --all -- --check
 cargo clippy --release --all-targets -- -D warnings
 cargo test --release
+if [[ "${VGRPO_SKIP_BACKENDS:-0}" != 1 ]]; then
+  bash scripts/test-backends.sh
+fi

@@ -174,7 +174,9 @@ mod cuda_driver {
         let lib = ["libcuda.so.1", "libcuda.so"]
             .iter()
             .find_map(|&name| unsafe { libloading::Library::new(name) }.ok())
-            .ok_or("no CUDA driver (libcuda.so.1 not found): is an NVIDIA GPU and driver installed?")?;
+            .ok_or(
+                "no CUDA driver (libcuda.so.1 not found): is an NVIDIA GPU and driver installed?",
+            )?;
         // SAFETY: the driver API's documented signatures:
         // CUresult cuInit(unsigned int), CUresult cuDeviceGetCount(int *).
         unsafe {
@@ -184,12 +186,16 @@ mod cuda_driver {
                 lib.get(b"cuDeviceGetCount\0").map_err(|e| e.to_string())?;
             let status = init(0);
             if status != 0 {
-                return Err(format!("the CUDA driver failed to initialise (CUresult {status})"));
+                return Err(format!(
+                    "the CUDA driver failed to initialise (CUresult {status})"
+                ));
             }
             let mut n: c_int = 0;
             let status = count(&mut n);
             if status != 0 {
-                return Err(format!("the CUDA driver cannot count GPUs (CUresult {status})"));
+                return Err(format!(
+                    "the CUDA driver cannot count GPUs (CUresult {status})"
+                ));
             }
             Ok(n.max(0) as usize)
         }
@@ -279,7 +285,10 @@ mod tests {
         for spec in specs {
             let e = spec.device().unwrap_err();
             assert!(matches!(e, DeviceError::NoGpu { .. }), "{spec}: {e}");
-            assert!(e.to_string().starts_with(&format!("device {spec}: ")), "{e}");
+            assert!(
+                e.to_string().starts_with(&format!("device {spec}: ")),
+                "{e}"
+            );
         }
         #[cfg(feature = "cuda")]
         match DeviceSpec::Cuda(0).device() {

@@ -14,6 +14,7 @@ pub mod jsonl;
 pub mod logging;
 pub mod optim;
 pub mod plot;
+pub mod process;
 pub mod progress;
 pub mod raster;
 pub mod rng;

@@ -307,7 +307,7 @@ impl SynthArgs {
 }
 
 fn main() -> ExitCode {
-    vgrpo::device::pin_burn_default();
+    vgrpo::process::init();
     let cli = Cli::parse();
     vgrpo::logging::init(if cli.verbose {
         log::LevelFilter::Debug
