@@ -27,21 +27,23 @@ cd "$(dirname "$0")/.."
 want=("$@")
 ((${#want[@]})) || want=(tch cuda)
 python="${VGRPO_PYTHON:-python3}"
-pip_quiet=(--quiet --disable-pip-version-check --root-user-action=ignore)
+pip_quiet=(--quiet --disable-pip-version-check)
+# `--root-user-action` is an `install` option; `pip download` rejects it.
+pip_install=(install "${pip_quiet[@]}" --root-user-action=ignore)
 env_file="$PWD/target/backends.env"
 mkdir -p target
 : >"$env_file"
 
 setup_tch() {
   local venv="${VGRPO_TORCH_VENV:-$HOME/.cache/vgrpo/torch-2.9.0}"
-  if ! "$venv/bin/python" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '2.9.0')" 2>/dev/null; then
+  if ! "$venv/bin/python" -W ignore -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '2.9.0')" 2>/dev/null; then
     echo "setup-backends: installing torch==2.9.0 into $venv (about 3 GB with its CUDA libraries)" >&2
     "$python" -m venv "$venv"
-    "$venv/bin/python" -m pip install "${pip_quiet[@]}" torch==2.9.0
+    "$venv/bin/python" -m pip "${pip_install[@]}" torch==2.9.0
   fi
   local torch abi
-  torch="$("$venv/bin/python" -c 'import torch, os; print(os.path.dirname(torch.__file__))')"
-  abi="$("$venv/bin/python" -c 'import torch; print(int(torch._C._GLIBCXX_USE_CXX11_ABI))')"
+  torch="$("$venv/bin/python" -W ignore -c 'import torch, os; print(os.path.dirname(torch.__file__))')"
+  abi="$("$venv/bin/python" -W ignore -c 'import torch; print(int(torch._C._GLIBCXX_USE_CXX11_ABI))')"
   {
     echo "export LIBTORCH='$torch'"
     echo "export LIBTORCH_CXX11_ABI=$abi"

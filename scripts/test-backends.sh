@@ -7,8 +7,10 @@
 # installs what it needs with scripts/setup-backends.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# An assignment, so that a failing setup stops the script here.
+env_file="$(bash scripts/setup-backends.sh tch cuda)"
 # shellcheck disable=SC1090
-. "$(bash scripts/setup-backends.sh tch cuda)"
+. "$env_file"
 features=(--release --features tch,cuda)
 # Burn's own default device would be CUDA with that backend built in; the
 # vgrpo binary pins it to the host itself (device::pin_burn_default), the

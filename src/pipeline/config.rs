@@ -33,6 +33,14 @@ pub struct PipelineConfig {
     /// its test split too, in a second table, so settings can be chosen
     /// without looking at the test split.
     pub validation: Option<ValidationConfig>,
+    /// A name for this pipeline's GRPO settings (absent: none). The GRPO and
+    /// cool-off stages then run as `<name>-grpo-<branch>` and
+    /// `<name>-cooloff-<branch>`, and the tables go to
+    /// `pipeline-<branch>.md`, while pre-training and the cold start keep
+    /// their names: pipelines that differ only in GRPO settings share one
+    /// pre-training and cold start (the learning benchmark compares reward
+    /// forms this way).
+    pub branch: Option<String>,
 }
 
 /// `[pipeline.validation]`: a held-out set no stage trains on.
@@ -77,6 +85,7 @@ impl Default for PipelineConfig {
             cooloff_epochs: 3,
             pretrain: false,
             validation: None,
+            branch: None,
         }
     }
 }
@@ -96,6 +105,18 @@ impl Validate for PipelineConfig {
         );
         if let Some(v) = &self.validation {
             v.synth.check(&format!("{p}.validation.synth"), rules);
+        }
+        if let Some(branch) = &self.branch {
+            let fits = !branch.is_empty()
+                && branch
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            rules.check(fits, &format!("{p}.branch"), || {
+                format!(
+                    "branch is part of run directory names: one or more of A–Z, a–z, 0–9, '-' \
+                     and '_', got {branch:?}"
+                )
+            });
         }
     }
 }

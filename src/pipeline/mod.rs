@@ -190,9 +190,9 @@ pub fn run_pipeline(
         interrupt,
     };
 
-    let stage = |suffix: &str| {
+    let stage = |stage: &str| {
         let mut c = config.clone();
-        c.run.name = format!("{name}-{suffix}");
+        c.run.name = stage_name(name, stage, p.branch.as_deref());
         c
     };
     let final_of = |c: &Config| c.run.dir().join(FINAL);
@@ -233,6 +233,7 @@ pub fn run_pipeline(
     let cold_seconds = t.elapsed().as_secs_f64();
     rows.push(judge.stage(
         &cold,
+        Stage::ColdStart,
         "SFT cold start",
         AnswerOrder::ThinkFirst,
         cold_seconds,
@@ -252,7 +253,13 @@ pub fn run_pipeline(
         stopped("grpo", summary.interrupted)?;
     }
     let grpo_seconds = t.elapsed().as_secs_f64();
-    rows.push(judge.stage(&grpo, "+ GRPO", AnswerOrder::ThinkFirst, grpo_seconds)?);
+    rows.push(judge.stage(
+        &grpo,
+        Stage::Grpo,
+        "+ GRPO",
+        AnswerOrder::ThinkFirst,
+        grpo_seconds,
+    )?);
 
     // 3. SFT cool-off on GRPO's correct rollouts, rating-first (none when
     // GRPO wrote none: there is nothing to train on).
@@ -280,6 +287,7 @@ pub fn run_pipeline(
         let cool_seconds = t.elapsed().as_secs_f64();
         rows.push(judge.stage(
             &cool,
+            Stage::CoolOff,
             "+ SFT cool-off",
             AnswerOrder::RatingFirst,
             cool_seconds,
@@ -292,12 +300,25 @@ pub fn run_pipeline(
         seconds: started.elapsed().as_secs_f64(),
         table,
     };
-    let dir = config.run.dir();
-    write(&dir.join("pipeline.md"), &summary.table)?;
+    let report = config.run.dir().join(match &p.branch {
+        Some(branch) => format!("pipeline-{branch}"),
+        None => "pipeline".into(),
+    });
+    write(&report.with_extension("md"), &summary.table)?;
     let json = serde_json::to_string_pretty(&summary)
         .map_err(|e| stage_err("report")(StageError::Report(e)))?;
-    write(&dir.join("pipeline.json"), &json)?;
+    write(&report.with_extension("json"), &json)?;
     Ok(summary)
+}
+
+/// The run name of one stage of pipeline `name`: `<name>-<stage>`, and for
+/// the stages after the cold start `<name>-<stage>-<branch>` with
+/// `pipeline.branch`, so that branches share what comes before GRPO.
+fn stage_name(name: &str, stage: &str, branch: Option<&str>) -> String {
+    match branch {
+        Some(branch) if matches!(stage, "grpo" | "cooloff") => format!("{name}-{stage}-{branch}"),
+        _ => format!("{name}-{stage}"),
+    }
 }
 
 /// A stage's exported model, inside its run directory.
@@ -405,6 +426,7 @@ impl Judge<'_> {
     fn stage(
         &self,
         stage_cfg: &Config,
+        stage: Stage,
         label: &str,
         order: AnswerOrder,
         train_seconds: f64,
@@ -416,13 +438,13 @@ impl Judge<'_> {
         cfg.model.tokenizer = None;
         cfg.eval.order = order;
         let t = Instant::now();
-        let report = self.cached(&cfg, &dir, label)?;
+        let report = self.cached(&cfg, stage, &dir, label)?;
         let validation = match self.validation {
             Some(manifest) => {
                 let mut cfg = cfg.clone();
                 cfg.data.manifest = manifest.to_path_buf();
                 let dir = stage_cfg.run.dir().join("eval-validation");
-                Some(self.cached(&cfg, &dir, &format!("{label} (validation set)"))?)
+                Some(self.cached(&cfg, stage, &dir, &format!("{label} (validation set)"))?)
             }
             None => None,
         };
@@ -439,10 +461,22 @@ impl Judge<'_> {
 
     /// Runs `vgrpo eval` with `cfg` into `dir`. The result is cached there
     /// with the config that produced it (`config.toml`) and reused only for
-    /// that same config.
-    fn cached(&self, cfg: &Config, dir: &Path, label: &str) -> Result<EvalReport, PipelineError> {
+    /// a config equal in every setting the evaluated stage's model or the
+    /// evaluation depends on (the stage's [`Stage::ignored_sections`] but
+    /// `[eval]`): so pipelines that differ only in GRPO settings
+    /// (`pipeline.branch`) judge their shared cold start once.
+    fn cached(
+        &self,
+        cfg: &Config,
+        stage: Stage,
+        dir: &Path,
+        label: &str,
+    ) -> Result<EvalReport, PipelineError> {
+        let ignored: Vec<&str> = (stage.ignored_sections().iter().copied())
+            .filter(|&section| section != "eval")
+            .collect();
         let same_config = crate::config::load(&dir.join("config.toml"), &[])
-            .is_ok_and(|saved| cfg.changes_from(&saved, &[]).is_empty());
+            .is_ok_and(|saved| cfg.changes_from(&saved, &ignored).is_empty());
         let cached = std::fs::read_to_string(dir.join("report.json"))
             .ok()
             .and_then(|text| serde_json::from_str::<EvalReport>(&text).ok());
@@ -557,6 +591,38 @@ mod tests {
         cfg.write_resolved(&dir).unwrap();
         std::fs::create_dir_all(dir.join(FINAL)).unwrap();
         std::fs::write(dir.join(FINAL).join("config.json"), "{}").unwrap();
+    }
+
+    #[test]
+    fn a_branch_renames_only_the_stages_after_the_cold_start() {
+        let names =
+            |branch| ["pretrain", "cold", "grpo", "cooloff"].map(|s| stage_name("demo", s, branch));
+        assert_eq!(
+            names(None),
+            ["demo-pretrain", "demo-cold", "demo-grpo", "demo-cooloff"]
+        );
+        assert_eq!(
+            names(Some("gaussian")),
+            [
+                "demo-pretrain",
+                "demo-cold",
+                "demo-grpo-gaussian",
+                "demo-cooloff-gaussian"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_branch_must_fit_in_a_directory_name() {
+        let load = |branch: &str| {
+            let text = format!("[pipeline]\nbranch = \"{branch}\"\n");
+            crate::config::from_str(Path::new("p.toml"), &text, &[])
+        };
+        assert!(load("gaussian_2").is_ok());
+        for bad in ["", "a/b", "x.y", "two words"] {
+            let err = load(bad).unwrap_err().to_string();
+            assert!(err.contains("pipeline.branch"), "{bad:?}: {err}");
+        }
     }
 
     #[test]
