@@ -38,6 +38,11 @@ setup_tch() {
   local venv="${VGRPO_TORCH_VENV:-$HOME/.cache/vgrpo/torch-2.9.0}"
   if ! "$venv/bin/python" -W ignore -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '2.9.0')" 2>/dev/null; then
     echo "setup-backends: installing torch==2.9.0 into $venv (about 3 GB with its CUDA libraries)" >&2
+    # Our own cache failed the check (a half-installed venv, a dangling link
+    # left by hand, over which `venv` stops with "File exists"): start it
+    # clean. A venv the user named is only added to.
+    [[ -n "${VGRPO_TORCH_VENV:-}" ]] || rm -rf "$venv"
+    mkdir -p "$(dirname "$venv")"
     "$python" -m venv "$venv"
     "$venv/bin/python" -m pip "${pip_install[@]}" torch==2.9.0
   fi

@@ -119,9 +119,10 @@ pub struct StageRow {
     pub report: EvalReport,
     /// Where the evaluation wrote `report.json` and `predictions.jsonl`.
     pub eval_dir: PathBuf,
-    /// On the validation set's test split, with `pipeline.validation`
-    /// (written to `eval-validation/`).
+    /// On the validation set's test split, with `pipeline.validation`.
     pub validation: Option<EvalReport>,
+    /// Where that evaluation wrote its files (`eval-validation/`).
+    pub validation_dir: Option<PathBuf>,
     /// Wall time of the stage's training (0 for the base model) and its
     /// evaluations.
     pub train_seconds: f64,
@@ -439,14 +440,16 @@ impl Judge<'_> {
         cfg.eval.order = order;
         let t = Instant::now();
         let report = self.cached(&cfg, stage, &dir, label)?;
-        let validation = match self.validation {
-            Some(manifest) => {
+        let validation_dir = self
+            .validation
+            .map(|_| stage_cfg.run.dir().join("eval-validation"));
+        let validation = match (self.validation, &validation_dir) {
+            (Some(manifest), Some(dir)) => {
                 let mut cfg = cfg.clone();
                 cfg.data.manifest = manifest.to_path_buf();
-                let dir = stage_cfg.run.dir().join("eval-validation");
-                Some(self.cached(&cfg, stage, &dir, &format!("{label} (validation set)"))?)
+                Some(self.cached(&cfg, stage, dir, &format!("{label} (validation set)"))?)
             }
-            None => None,
+            _ => None,
         };
         Ok(StageRow {
             stage: label.to_string(),
@@ -454,6 +457,7 @@ impl Judge<'_> {
             report,
             eval_dir: dir,
             validation,
+            validation_dir,
             train_seconds,
             eval_seconds: t.elapsed().as_secs_f64(),
         })
@@ -699,6 +703,7 @@ mod tests {
             report: report(test),
             eval_dir: PathBuf::from("e"),
             validation: validation.map(report),
+            validation_dir: validation.map(|_| PathBuf::from("v")),
             train_seconds: 0.0,
             eval_seconds: 0.0,
         }
