@@ -411,3 +411,66 @@ fn ctrl_c_in_a_pipeline_stage_stops_it_and_a_rerun_continues_there() {
         "stage tables differ"
     );
 }
+
+/// Two branches of one pipeline (`pipeline.branch`) train and judge the
+/// shared cold start once: the second invocation reuses its model and its
+/// evaluation, and trains GRPO under the branch's name with the branch's
+/// settings; each branch writes its own stage table.
+#[test]
+fn branches_share_the_cold_start_and_differ_from_grpo_on() {
+    let s = Scratch::new();
+    let config = pipeline_config(&s, "tree");
+    let branch = |name: &str, reward: &str| {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("pipeline").arg("--config").arg(&config);
+        for set in [
+            format!("pipeline.branch={name}"),
+            format!("grpo.accuracy_reward={reward}"),
+        ] {
+            cmd.args(["--set", &set]);
+        }
+        cmd
+    };
+    let text = |path: PathBuf| String::from_utf8(bytes(&path)).unwrap();
+    let table = |name: &str| text(s.run_dir("tree").join(format!("pipeline-{name}.md")));
+
+    succeeds(branch("a", "exact"));
+    let cold = s.run_dir("tree-cold");
+    let shared = [
+        "metrics.jsonl",
+        "final/model.safetensors",
+        "eval/report.json",
+    ];
+    let stamps = || shared.map(|f| std::fs::metadata(cold.join(f)).unwrap().modified().unwrap());
+    let before = stamps();
+    succeeds(branch("b", "distance"));
+
+    assert_eq!(
+        stamps(),
+        before,
+        "the cold start was trained or judged again"
+    );
+    assert!(
+        !s.run_dir("tree-grpo").exists(),
+        "an unbranched GRPO stage ran"
+    );
+    assert!(!s.run_dir("tree").join("pipeline.md").exists());
+    let mut cold_rows = Vec::new();
+    for (name, reward) in [("a", "exact"), ("b", "distance")] {
+        let grpo = s.run_dir(&format!("tree-grpo-{name}"));
+        assert!(
+            grpo.join("final/model.safetensors").is_file(),
+            "branch {name}"
+        );
+        let cfg: toml::Value = toml::from_str(&text(grpo.join("config.toml"))).unwrap();
+        assert_eq!(cfg["grpo"]["accuracy_reward"].as_str(), Some(reward));
+        let table = table(name);
+        assert!(table.contains("| + GRPO"), "{table}");
+        let row = table.lines().find(|l| l.starts_with("| SFT cold start"));
+        cold_rows.push(row.expect("a cold-start row").to_string());
+    }
+    assert_eq!(
+        cold_rows[0], cold_rows[1],
+        "the branches judged different cold starts"
+    );
+}
