@@ -1,23 +1,24 @@
 //! Learning benchmark: which accuracy reward teaches the judge, chosen on the
 //! validation set, and does the recipe teach with it? (issues 6 and 23)
 //!
-//! For every seed and every form of R_acc (`--rewards`, default `exact`,
-//! `distance`, `gaussian`) it runs the whole pipeline (synth → perception
-//! pre-training, with `pipeline.pretrain` → SFT cold start → GRPO → SFT
-//! cool-off), each stage judged on the test split and on the validation set
-//! (`pipeline.validation`, required with more than one form). The forms of a
-//! seed are branches of one pipeline (`pipeline.branch`): they share its
-//! pre-training and cold start, and differ from GRPO on.
+//! Every seed's pipeline (synth → perception pre-training, with
+//! `pipeline.pretrain` → SFT cold start → GRPO → SFT cool-off) is judged
+//! after each stage on the test split and on the validation set
+//! (`pipeline.validation`, required with more than one form). The forms of
+//! R_acc (`--rewards`, default `exact`, `distance`, `gaussian`) are branches
+//! of one seed's pipeline (`pipeline.branch`): they share its pre-training
+//! and cold start, and differ from GRPO on.
 //!
 //! The stages, in order:
 //!
-//! 1. **run**: every seed × form (finished stages are reused from `runs/`,
-//!    so an interrupted benchmark continues where it stopped);
-//! 2. **select**, on the validation set only, by a rule fixed before any
-//!    run: the form with the highest mean over seeds of the validation
-//!    mean SRCC after GRPO wins (the cold start is shared, so this is also
-//!    the largest mean GRPO − cold start gain); a tie goes to the form
-//!    listed first (`exact`, the paper's). The test split is not read;
+//! 1. **select**: every form on the selection seeds (`--select-seeds`, by
+//!    default every seed), then, on the validation set only, by a rule fixed
+//!    before any run: the form with the highest mean over those seeds of the
+//!    validation mean SRCC after GRPO wins (the cold start is shared, so
+//!    this is also the largest mean GRPO − cold start gain); a tie goes to
+//!    the form listed first (`exact`, the paper's). The test split is not
+//!    read;
+//! 2. **run** the chosen form on the other seeds;
 //! 3. **report** the chosen form per seed on the test split and on the
 //!    validation set: the mean SRCC over the three dimensions after each
 //!    stage, and GRPO − cold start with its paired-bootstrap standard
@@ -30,12 +31,14 @@
 //!
 //! The seed is `run.seed` (model initialisation, pre-training and data order,
 //! sampling); the synthetic data sets are the config's, the same for every
-//! seed, so the test split and the validation set are fixed.
+//! seed, so the test split and the validation set are fixed. Finished stages
+//! are reused from `runs/`, so an interrupted benchmark continues where it
+//! stopped.
 //!
 //! Run: `cargo bench --bench learning` (add
-//! `-- --config configs/quickstart.toml --seeds 0,1,2 --rewards
-//! exact,distance,gaussian`). Per seed: one pre-training and cold start,
-//! then one GRPO and cool-off per form.
+//! `-- --config configs/quickstart.toml --seeds 0,1,2 --select-seeds 0
+//! --rewards exact,distance,gaussian`). Per seed: one pre-training and cold
+//! start, then one GRPO and cool-off per form it runs.
 
 use anyhow::{Context, Result, bail};
 use std::collections::HashMap;
@@ -59,6 +62,9 @@ const STAGES: [&str; 3] = ["cold start", "+ GRPO", "+ cool-off"];
 struct Args {
     config: PathBuf,
     seeds: Vec<u64>,
+    /// The seeds every form runs on, to choose among them (a subset of
+    /// `seeds`).
+    select_seeds: Vec<u64>,
     /// `grpo.accuracy_reward` values, in tie-breaking order.
     rewards: Vec<String>,
 }
@@ -124,12 +130,25 @@ fn parse_args() -> Result<Args> {
             .filter(|s| !s.is_empty())
             .collect()
     };
-    let seeds: Vec<u64> = list("--seeds", "0,1,2")
-        .iter()
-        .map(|s| s.parse().context("--seeds takes numbers like 0,1,2"))
-        .collect::<Result<_>>()?;
+    let numbers = |name: &str, default: &str| -> Result<Vec<u64>> {
+        list(name, default)
+            .iter()
+            .map(|s| {
+                s.parse()
+                    .with_context(|| format!("{name} takes numbers like 0,1,2"))
+            })
+            .collect()
+    };
+    let seeds = numbers("--seeds", "0,1,2")?;
     if seeds.len() < 2 {
         bail!("--seeds needs at least two seeds to measure seed noise");
+    }
+    let select_seeds = match arg("--select-seeds") {
+        Some(_) => numbers("--select-seeds", "")?,
+        None => seeds.clone(),
+    };
+    if select_seeds.is_empty() || select_seeds.iter().any(|s| !seeds.contains(s)) {
+        bail!("--select-seeds takes one or more of the --seeds");
     }
     let rewards = list("--rewards", "exact,distance,gaussian");
     if rewards.is_empty() {
@@ -138,18 +157,19 @@ fn parse_args() -> Result<Args> {
     Ok(Args {
         config: PathBuf::from(arg("--config").unwrap_or_else(|| "configs/quickstart.toml".into())),
         seeds,
+        select_seeds,
         rewards,
     })
 }
 
-/// Stage 1: the pipeline of every seed × form.
-fn run_all(args: &Args) -> Result<Vec<Run>> {
+/// The pipeline of every seed × form given (stages 1 and 2).
+fn run_grid(args: &Args, seeds: &[u64], rewards: &[String]) -> Result<Vec<Run>> {
     let base = config::load(&args.config, &[])?;
     let device = vgrpo::device::test_device();
     let interrupt = AtomicBool::new(false);
     let mut runs = Vec::new();
-    for &seed in &args.seeds {
-        for reward in &args.rewards {
+    for &seed in seeds {
+        for reward in rewards {
             let sets = [
                 format!("run.seed={seed}"),
                 format!("run.name={}-learning-s{seed}", base.run.name),
@@ -261,14 +281,16 @@ fn paired_scores(first: &Path, second: &Path) -> Result<Vec<PairedScores>> {
     Ok(dims)
 }
 
-/// Stage 2: the form chosen on the validation set (the only one, without
-/// one), after printing the selection table.
+/// Stage 1's choice: the form chosen on the validation set (the only one,
+/// without one), after printing the selection table.
 fn select<'a>(args: &'a Args, runs: &[Run]) -> &'a str {
     if args.rewards.len() == 1 {
         return &args.rewards[0];
     }
     println!("Selection on the validation set: mean SRCC after GRPO (GRPO − cold start)\n");
-    let seeds: Vec<String> = args.seeds.iter().map(|s| format!("seed {s}")).collect();
+    let seeds: Vec<String> = (args.select_seeds.iter())
+        .map(|s| format!("seed {s}"))
+        .collect();
     println!("| reward | {} | mean |", seeds.join(" | "));
     println!("|---|{}---|", "---|".repeat(seeds.len()));
     let mut best: Option<(&str, f64)> = None;
@@ -352,9 +374,14 @@ fn report(set: Set, runs: &[&Run]) -> bool {
 fn main() -> Result<()> {
     vgrpo::process::init();
     let args = parse_args()?;
-    let runs = run_all(&args)?;
-    let chosen = select(&args, &runs);
-    let chosen_runs: Vec<&Run> = runs.iter().filter(|r| r.reward == chosen).collect();
+    let mut runs = run_grid(&args, &args.select_seeds, &args.rewards)?;
+    let chosen = select(&args, &runs).to_string();
+    let others: Vec<u64> = (args.seeds.iter().copied())
+        .filter(|s| !args.select_seeds.contains(s))
+        .collect();
+    runs.extend(run_grid(&args, &others, std::slice::from_ref(&chosen))?);
+    let mut chosen_runs: Vec<&Run> = runs.iter().filter(|r| r.reward == chosen).collect();
+    chosen_runs.sort_by_key(|r| args.seeds.iter().position(|&s| s == r.seed));
     let minutes: f64 = runs.iter().map(|r| r.minutes).sum();
     println!("reward {chosen}; {minutes:.1} min of pipelines in all\n");
     let mut hold = report(Set::Test, &chosen_runs);
