@@ -110,7 +110,7 @@ impl Run {
             Set::Validation => self
                 .validation
                 .as_ref()
-                .expect("validation checked in run_one"),
+                .expect("validation checked in reduce"),
         }
     }
 }
@@ -221,10 +221,14 @@ fn reduce(
         (&cold.eval_dir, &grpo.eval_dir),
         rng("test"),
     )?;
-    let validation = match (&cold.validation_dir, &grpo.validation_dir) {
+    let validation = match (cold.validation_dir(), grpo.validation_dir()) {
         (Some(cold_dir), Some(grpo_dir)) => {
             let means = [cold, grpo, cool].map(|r| r.validation_mean_srcc().unwrap_or(0.0));
-            Some(set_result(means, (cold_dir, grpo_dir), rng("validation"))?)
+            Some(set_result(
+                means,
+                (&cold_dir, &grpo_dir),
+                rng("validation"),
+            )?)
         }
         _ if need_validation => {
             bail!(

@@ -42,7 +42,6 @@ setup_tch() {
     # left by hand, over which `venv` stops with "File exists"): start it
     # clean. A venv the user named is only added to.
     [[ -n "${VGRPO_TORCH_VENV:-}" ]] || rm -rf "$venv"
-    mkdir -p "$(dirname "$venv")"
     "$python" -m venv "$venv"
     "$venv/bin/python" -m pip "${pip_install[@]}" torch==2.9.0
   fi

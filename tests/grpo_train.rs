@@ -698,7 +698,7 @@ fn micro_batches_match_the_whole(
     // passes: a backend whose kernels depend on the batch's shape rounds
     // them differently in micro-batches (libtorch's CPU kernels on an AVX2
     // CPU: 2e-7 relative).
-    let loss_metrics = |m: &StepMetrics| {
+    let float_metrics = |m: &StepMetrics| {
         [
             ("reward/mean", f64::from(m.reward_mean)),
             ("reward/std", f64::from(m.reward_std)),
@@ -712,7 +712,7 @@ fn micro_batches_match_the_whole(
         ]
     };
     let mut worst_metric = 0.0f64;
-    for ((key, x), (_, y)) in loss_metrics(ma).into_iter().zip(loss_metrics(mb)) {
+    for ((key, x), (_, y)) in float_metrics(ma).into_iter().zip(float_metrics(mb)) {
         let rel = (x - y).abs() / x.abs().max(y.abs()).max(f64::MIN_POSITIVE);
         eprintln!("{name}: {key} {x:.8e} whole vs {y:.8e} micro (rel {rel:.2e})");
         if x != y {

@@ -119,10 +119,9 @@ pub struct StageRow {
     pub report: EvalReport,
     /// Where the evaluation wrote `report.json` and `predictions.jsonl`.
     pub eval_dir: PathBuf,
-    /// On the validation set's test split, with `pipeline.validation`.
+    /// On the validation set's test split, with `pipeline.validation`
+    /// (written to [`StageRow::validation_dir`]).
     pub validation: Option<EvalReport>,
-    /// Where that evaluation wrote its files (`eval-validation/`).
-    pub validation_dir: Option<PathBuf>,
     /// Wall time of the stage's training (0 for the base model) and its
     /// evaluations.
     pub train_seconds: f64,
@@ -142,7 +141,18 @@ impl StageRow {
             .as_ref()
             .map(|r| mean(&dimension_srcc(r)).unwrap_or(0.0))
     }
+
+    /// Where the validation-set evaluation wrote its files, with
+    /// `pipeline.validation`: beside `eval_dir`.
+    pub fn validation_dir(&self) -> Option<PathBuf> {
+        (self.validation.as_ref()).map(|_| self.eval_dir.with_file_name(VALIDATION_EVAL_DIR))
+    }
 }
+
+/// Where each stage's evaluations go, inside its run directory: on the test
+/// split, and on the validation set.
+const EVAL_DIR: &str = "eval";
+const VALIDATION_EVAL_DIR: &str = "eval-validation";
 
 /// Instance-level SRCC of each dimension, in [`Dimension::ALL`] order.
 fn dimension_srcc(report: &EvalReport) -> Vec<Option<f64>> {
@@ -433,23 +443,21 @@ impl Judge<'_> {
         train_seconds: f64,
     ) -> Result<StageRow, PipelineError> {
         let model = stage_cfg.run.dir().join(FINAL);
-        let dir = stage_cfg.run.dir().join("eval");
+        let dir = stage_cfg.run.dir().join(EVAL_DIR);
         let mut cfg = stage_cfg.clone();
         cfg.model.path = Some(model.clone());
         cfg.model.tokenizer = None;
         cfg.eval.order = order;
         let t = Instant::now();
         let report = self.cached(&cfg, stage, &dir, label)?;
-        let validation_dir = self
-            .validation
-            .map(|_| stage_cfg.run.dir().join("eval-validation"));
-        let validation = match (self.validation, &validation_dir) {
-            (Some(manifest), Some(dir)) => {
+        let validation = match self.validation {
+            Some(manifest) => {
                 let mut cfg = cfg.clone();
                 cfg.data.manifest = manifest.to_path_buf();
-                Some(self.cached(&cfg, stage, dir, &format!("{label} (validation set)"))?)
+                let dir = stage_cfg.run.dir().join(VALIDATION_EVAL_DIR);
+                Some(self.cached(&cfg, stage, &dir, &format!("{label} (validation set)"))?)
             }
-            _ => None,
+            None => None,
         };
         Ok(StageRow {
             stage: label.to_string(),
@@ -457,7 +465,6 @@ impl Judge<'_> {
             report,
             eval_dir: dir,
             validation,
-            validation_dir,
             train_seconds,
             eval_seconds: t.elapsed().as_secs_f64(),
         })
@@ -703,7 +710,6 @@ mod tests {
             report: report(test),
             eval_dir: PathBuf::from("e"),
             validation: validation.map(report),
-            validation_dir: validation.map(|_| PathBuf::from("v")),
             train_seconds: 0.0,
             eval_seconds: 0.0,
         }
