@@ -362,7 +362,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             println!(
                 "pipeline finished in {:.1} min; table written to {}",
                 summary.seconds / 60.0,
-                cfg.run.dir().join("pipeline.md").display()
+                vgrpo::pipeline::table_path(&cfg).display()
             );
         }
         Command::Config(args) => {

@@ -443,7 +443,14 @@ fn branches_share_the_cold_start_and_differ_from_grpo_on() {
     ];
     let stamps = || shared.map(|f| std::fs::metadata(cold.join(f)).unwrap().modified().unwrap());
     let before = stamps();
-    succeeds(branch("b", "distance"));
+    let out = output(branch("b", "distance"));
+    assert!(out.status.success(), "{:?}", out.status);
+    let table_b = s.run_dir("tree").join("pipeline-b.md");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("table written to {}", table_b.display())),
+        "{stdout}"
+    );
 
     assert_eq!(
         stamps(),

@@ -311,15 +311,22 @@ pub fn run_pipeline(
         seconds: started.elapsed().as_secs_f64(),
         table,
     };
-    let report = config.run.dir().join(match &p.branch {
-        Some(branch) => format!("pipeline-{branch}"),
-        None => "pipeline".into(),
-    });
-    write(&report.with_extension("md"), &summary.table)?;
+    let table_path = table_path(config);
+    write(&table_path, &summary.table)?;
     let json = serde_json::to_string_pretty(&summary)
         .map_err(|e| stage_err("report")(StageError::Report(e)))?;
-    write(&report.with_extension("json"), &json)?;
+    write(&table_path.with_extension("json"), &json)?;
     Ok(summary)
+}
+
+/// Where [`run_pipeline`] writes the stage table: `pipeline.md` in the run
+/// directory of `config`, `pipeline-<branch>.md` with `pipeline.branch`
+/// (the same name with `.json` holds the [`PipelineSummary`]).
+pub fn table_path(config: &Config) -> PathBuf {
+    config.run.dir().join(match &config.pipeline.branch {
+        Some(branch) => format!("pipeline-{branch}.md"),
+        None => "pipeline.md".into(),
+    })
 }
 
 /// The run name of one stage of pipeline `name`: `<name>-<stage>`, and for
