@@ -37,13 +37,14 @@ mkdir -p target
 setup_tch() {
   local venv="${VGRPO_TORCH_VENV:-$HOME/.cache/vgrpo/torch-2.9.0}"
   if ! "$venv/bin/python" -W ignore -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '2.9.0')" 2>/dev/null; then
-    echo "setup-backends: installing torch==2.9.0 into $venv (about 3 GB with its CUDA libraries)" >&2
+    echo "setup-backends: installing torch==2.9.0 into $venv (a 3 GB download, 6.7 GB installed with its CUDA libraries)" >&2
     # Our own cache failed the check (a half-installed venv, a dangling link
     # left by hand, over which `venv` stops with "File exists"): start it
     # clean. A venv the user named is only added to.
     [[ -n "${VGRPO_TORCH_VENV:-}" ]] || rm -rf "$venv"
     "$python" -m venv "$venv"
-    "$venv/bin/python" -m pip "${pip_install[@]}" torch==2.9.0
+    # No wheel cache: it would keep another 3 GB on disk for nothing.
+    "$venv/bin/python" -m pip "${pip_install[@]}" --no-cache-dir torch==2.9.0
   fi
   local torch abi
   torch="$("$venv/bin/python" -W ignore -c 'import torch, os; print(os.path.dirname(torch.__file__))')"
@@ -62,7 +63,7 @@ setup_cuda() {
     echo "setup-backends: unpacking LLVM $version (mlc-llvm-static wheels) into $llvm" >&2
     local tmp
     tmp="$(mktemp -d)"
-    "$python" -m pip download "${pip_quiet[@]}" --no-deps -d "$tmp" \
+    "$python" -m pip download "${pip_quiet[@]}" --no-cache-dir --no-deps -d "$tmp" \
       "mlc-llvm-static==$version" "mlc-llvm-static-extra-targets==$version" >/dev/null
     for wheel in "$tmp"/*.whl; do
       "$python" -m zipfile -e "$wheel" "$tmp/tree"

@@ -13,9 +13,13 @@ bash scripts/setup.sh
 python="${VGRPO_PYTHON:-python3}"
 "$python" -c "import tensorboard" 2>/dev/null ||
   "$python" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore tensorboard
+# A full disk shows up as a linker's bus error; say what was free.
+free_disk() { echo "test: $(df -h --output=avail . | tail -1 | tr -d ' ') free on the disk of $PWD" >&2; }
+free_disk
 cargo fmt --all -- --check
 cargo clippy --release --all-targets -- -D warnings
 cargo test --release
 if [[ "${VGRPO_SKIP_BACKENDS:-0}" != 1 ]]; then
+  free_disk
   bash scripts/test-backends.sh
 fi
