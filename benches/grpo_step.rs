@@ -244,10 +244,13 @@ fn bench(settings: &Settings, shape: &Shape, peak: f64) -> BoxResult<()> {
         None => None,
     };
     let ours = match runs("vgrpo") {
-        true => vgrpo_side(&cfg)?,
-        false => Phases::default(),
+        true => Some(vgrpo_side(&cfg)?),
+        false => None,
     };
-    print_table(&ours, theirs.as_ref());
+    print_table(ours.as_ref(), theirs.as_ref());
+    // The update's efficiency is vgrpo's own; with its side skipped there is
+    // nothing to divide.
+    let Some(ours) = ours else { return Ok(()) };
     let flops = update_flops(&config, shape.prompts, prompt_len, patches, &ours);
     println!(
         "update: {:.2} TFLOP of model work (forward + backward, prompt once per group) in \
@@ -445,7 +448,9 @@ fn torch_side(root: &Path, shape: &Shape, steps: usize) -> Result<Phases, String
     })
 }
 
-fn print_table(ours: &Phases, theirs: Option<&Phases>) {
+/// One column per side (`skipped` for a side that did not run), the ratio
+/// and the goals only where both ran.
+fn print_table(ours: Option<&Phases>, theirs: Option<&Phases>) {
     println!(
         "{:<26} {:>10} {:>10} {:>12}",
         "phase (median s)", "vgrpo", "torch", "vgrpo/torch"
@@ -461,20 +466,26 @@ fn print_table(ours: &Phases, theirs: Option<&Phases>) {
         ("peak RSS, process (GiB)", |p| p.peak_rss_gib),
     ];
     for (name, get) in rows {
-        let (a, b) = (get(ours), theirs.map(get));
-        let (b_text, ratio) = match b {
-            Some(b) if name == "completion tokens" => (format!("{b:.0}"), String::new()),
-            Some(b) if b > 0.0 => (format!("{b:.2}"), format!("{:.2}×", a / b)),
-            Some(_) => ("—".into(), String::new()),
-            None => ("skipped".into(), String::new()),
+        // torch has no separate old-policy pass: its zero reads "—".
+        let cell = |side: Option<&Phases>, zero_is_none: bool| match side.map(get) {
+            Some(v) if name == "completion tokens" => format!("{v:.0}"),
+            Some(v) if zero_is_none && v == 0.0 => "—".into(),
+            Some(v) => format!("{v:.2}"),
+            None => "skipped".into(),
         };
-        let a_text = match name {
-            "completion tokens" => format!("{a:.0}"),
-            _ => format!("{a:.2}"),
+        let ratio = match (ours.map(get), theirs.map(get)) {
+            (Some(a), Some(b)) if name != "completion tokens" && b > 0.0 => {
+                format!("{:.2}×", a / b)
+            }
+            _ => String::new(),
         };
-        println!("{name:<26} {a_text:>10} {b_text:>10} {ratio:>12}");
+        println!(
+            "{name:<26} {:>10} {:>10} {ratio:>12}",
+            cell(ours, false),
+            cell(theirs, true)
+        );
     }
-    if let Some(t) = theirs {
+    if let (Some(ours), Some(t)) = (ours, theirs) {
         println!(
             "step: vgrpo takes {:.2}× torch's time (goal ≤ 0.50×); rollouts {:.2}× as fast as \
              generate (goal ≥ 3×)",
