@@ -7,7 +7,7 @@
 //!   ([`tune_malloc`], `VGRPO_MALLOC`): by default its large blocks are
 //!   backed by huge pages.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 
 /// Both settings; see the module docs.
 pub fn init() {
@@ -101,12 +101,16 @@ fn advise_huge_pages() {
             .args(args)
             .env("GLIBC_TUNABLES", with_tunable(tunables, HUGETLB_TUNABLE))
             .exec();
-        log::debug!("{MALLOC_ENV}: restarting with {HUGETLB_TUNABLE}=1 failed ({err})");
+        // Logging is not set up yet this early, so straight to stderr.
+        eprintln!(
+            "warning: {MALLOC_ENV}=huge: restarting with {HUGETLB_TUNABLE}=1 failed ({err}); \
+             going on with glibc's defaults"
+        );
     }
 }
 
 /// Whether the colon-separated `GLIBC_TUNABLES` value sets `name`.
-fn has_tunable(tunables: &OsString, name: &str) -> bool {
+fn has_tunable(tunables: &OsStr, name: &str) -> bool {
     tunables
         .to_string_lossy()
         .split(':')
@@ -163,11 +167,11 @@ mod tests {
         // The user's own value counts as set, whatever it is; a longer name
         // that merely starts the same does not.
         assert!(has_tunable(
-            &"glibc.malloc.hugetlb=0".into(),
+            OsStr::new("glibc.malloc.hugetlb=0"),
             HUGETLB_TUNABLE
         ));
         assert!(!has_tunable(
-            &"glibc.malloc.hugetlbx=1".into(),
+            OsStr::new("glibc.malloc.hugetlbx=1"),
             HUGETLB_TUNABLE
         ));
     }
